@@ -1,0 +1,49 @@
+# resviz: `make serve` sets up and starts the app; `make test` sets up and runs the whole suite.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+HOST ?= 127.0.0.1
+PORT ?= 8000
+export OPENBLAS_NUM_THREADS ?= 1
+
+.PHONY: serve test test-fast lint bench export weights clean browser-deps
+
+$(VENV)/.base: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[export]'
+	touch $@
+
+$(VENV)/.dev: $(VENV)/.base
+	$(PY) -m pip install -q -e '.[export,dev]'
+	touch $@
+
+# Debian's chromium for the browser tests (Playwright cannot download browsers here).
+browser-deps:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq chromium >/dev/null; \
+	  else sudo apt-get update -qq && sudo apt-get install -y -qq chromium >/dev/null; fi; }
+
+serve: $(VENV)/.base
+	$(VENV)/bin/resviz export --defaults
+	@echo "resviz: serving on http://$(HOST):$(PORT)"
+	$(VENV)/bin/resviz serve --host $(HOST) --port $(PORT)
+
+lint: $(VENV)/.dev
+	$(VENV)/bin/ruff check app tests bench
+	$(VENV)/bin/ruff format --check app tests bench
+
+test: $(VENV)/.dev browser-deps lint
+	$(PY) -m pytest -q
+
+test-fast: $(VENV)/.dev
+	$(PY) -m pytest -q -m "not slow and not browser"
+
+bench: $(VENV)/.dev
+	$(PY) bench/run.py
+
+export: $(VENV)/.base
+	$(VENV)/bin/resviz export --all
+
+clean:
+	rm -rf $(VENV) models/*.onnx models/*.json

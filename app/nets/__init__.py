@@ -1,0 +1,1 @@
+"""Build side: torch model definitions, export to ONNX, weights and training (needs torch)."""

@@ -1,0 +1,54 @@
+"""The model family as data: one ResNetSpec per network, no torch needed to read it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+BN_MODES = ("running", "batch")
+DEFAULT_MODELS = ("resnet20", "resnet56", "resnet110", "resnet18", "resnet50")
+
+
+@dataclass(frozen=True)
+class ResNetSpec:
+    """What distinguishes one member of the family from another."""
+
+    name: str
+    family: str  # "imagenet" (Table 5-1) or "cifar" (6n+2 layers)
+    block: str  # "basic" (two 3x3) or "bottleneck" (1x1, 3x3, 1x1)
+    layers: tuple[int, ...]  # blocks per stage
+    widths: tuple[int, ...]  # planes per stage (before the bottleneck's 4x expansion)
+    num_classes: int
+    input_size: int  # square input side in pixels
+    shortcut: str  # "B": 1x1 projection where shapes differ; "A": zero padding, no parameters
+
+    @property
+    def depth(self) -> int:
+        """Layer count by the chapter's rule: conv and fc layers only."""
+        per_block = 2 if self.block == "basic" else 3
+        return 1 + per_block * sum(self.layers) + 1
+
+    @property
+    def num_blocks(self) -> int:
+        """Number of residual blocks, which is also the length of the gate vector."""
+        return sum(self.layers)
+
+
+def _imagenet(name: str, block: str, layers: tuple[int, ...]) -> ResNetSpec:
+    return ResNetSpec(name, "imagenet", block, layers, (64, 128, 256, 512), 1000, 224, "B")
+
+
+def _cifar(n: int) -> ResNetSpec:
+    return ResNetSpec(f"resnet{6 * n + 2}", "cifar", "basic", (n, n, n), (16, 32, 64), 10, 32, "A")
+
+
+SPECS: dict[str, ResNetSpec] = {
+    s.name: s
+    for s in [
+        _imagenet("resnet18", "basic", (2, 2, 2, 2)),
+        _imagenet("resnet34", "basic", (3, 4, 6, 3)),
+        _imagenet("resnet50", "bottleneck", (3, 4, 6, 3)),
+        _imagenet("resnet101", "bottleneck", (3, 4, 23, 3)),
+        _imagenet("resnet152", "bottleneck", (3, 8, 36, 3)),
+        *(_cifar(n) for n in (3, 5, 7, 9, 18, 200)),
+    ]
+}
