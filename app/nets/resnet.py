@@ -13,6 +13,7 @@ anything in between a mix. Forward passes can record named taps (module paths su
 from __future__ import annotations
 
 from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -266,13 +267,17 @@ def count_macs(model: ResNet) -> dict[str, int]:
     hooks = []
     for path, m in model.named_modules():
         if isinstance(m, nn.Conv2d):
+
             def conv_hook(mod: nn.Conv2d, _inp: tuple, out: Tensor, path: str = path) -> None:
                 k = mod.kernel_size[0] * mod.kernel_size[1] * mod.in_channels // mod.groups
                 macs[path] = out[0].numel() * k
+
             hooks.append(m.register_forward_hook(conv_hook))
         elif isinstance(m, nn.Linear):
+
             def fc_hook(mod: nn.Linear, _inp: tuple, out: Tensor, path: str = path) -> None:
                 macs[path] = out[0].numel() * mod.in_features
+
             hooks.append(m.register_forward_hook(fc_hook))
     size = model.spec.input_size
     with torch.no_grad():

@@ -1,0 +1,102 @@
+"""Analysis of uploaded or stored images, and full-resolution feature maps."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+from starlette.datastructures import UploadFile
+
+from app.api.deps import ServiceDep, StoreDep, payload_response
+from app.runtime.analysis import feature_map
+from app.runtime.preprocess import sha256_bytes
+from app.runtime.service import Payload, RequestError
+
+router = APIRouter(prefix="/api/models", tags=["analysis"])
+
+
+async def read_images(request: Request, store: StoreDep, max_files: int) -> tuple[list[bytes], dict[str, str]]:
+    """Image bytes from multipart ``image`` files and/or ``image_id`` (stored), plus the other fields."""
+    fields: dict[str, str] = {k: v for k, v in request.query_params.items() if k not in ("image_id",)}
+    blobs: list[bytes] = []
+    ids = list(request.query_params.getlist("image_id"))
+    ctype = request.headers.get("content-type", "")
+    if ctype.startswith("multipart/form-data"):
+        form = await request.form(max_files=max_files + 1, max_fields=50)
+        for key, value in form.multi_items():
+            if key == "image":
+                if not isinstance(value, UploadFile):
+                    raise RequestError("the 'image' field must be a file upload")
+                blobs.append(await value.read())
+            elif key == "image_id":
+                ids.append(str(value))
+            elif isinstance(value, str):
+                fields.setdefault(key, value)
+    elif ctype and request.method == "POST" and int(request.headers.get("content-length") or 0) > 0:
+        raise RequestError("send images as multipart/form-data in the field 'image'")
+    for image_id in ids:
+        try:
+            blobs.append(store.get(image_id))
+        except KeyError as exc:
+            raise RequestError(str(exc.args[0])) from None
+    return blobs, fields
+
+
+def _int(fields: dict[str, str], key: str, default: int) -> int:
+    try:
+        return int(fields.get(key, default))
+    except ValueError:
+        raise RequestError(f"{key} must be an integer, got {fields[key][:40]!r}") from None
+
+
+@router.post("/{name}/analyze")
+async def analyze_images(name: str, request: Request, service: ServiceDep, store: StoreDep) -> Response:
+    """Per-layer statistics, BN, blocks, feature maps and prediction for one or more images."""
+    service.registry.check_name(name)
+    blobs, fields = await read_images(request, store, service.max_batch)
+    payload: Payload = await _in_thread(
+        service.analyze,
+        name,
+        blobs,
+        weights=fields.get("weights"),
+        gates=fields.get("gates"),
+        bn=fields.get("bn"),
+        k=_int(fields, "k", 8),
+        feature_maps=fields.get("feature_maps", "blocks"),
+    )
+    return payload_response(request, payload)
+
+
+@router.get("/{name}/featuremap")
+async def full_feature_map(
+    name: str,
+    request: Request,
+    service: ServiceDep,
+    store: StoreDep,
+    image_id: str,
+    tap: str,
+    channel: int,
+    weights: str | None = None,
+    gates: str | None = None,
+    bn: str | None = None,
+) -> Response:
+    """One channel of one tap at full resolution, for a stored image."""
+    service.registry.check_name(name)
+    try:
+        blob = store.get(image_id)
+    except KeyError as exc:
+        raise RequestError(str(exc.args[0])) from None
+    taps = await _in_thread(service.taps, name, blob, weights=weights, gates=gates, bn=bn)
+    if tap not in taps or tap == "logits":
+        raise RequestError(f"unknown tap {tap!r} for {name}")
+    if not 0 <= channel < taps[tap].shape[1]:
+        raise RequestError(f"channel must be in [0, {taps[tap].shape[1] - 1}] for {tap}")
+    result = feature_map(taps, tap, channel)
+    result["image_id"] = image_id
+    result["image_sha256"] = sha256_bytes(blob)
+    return payload_response(request, Payload.of(result))
+
+
+async def _in_thread(fn, *args, **kwargs):  # noqa: ANN001, ANN202 - thin wrapper
+    from starlette.concurrency import run_in_threadpool
+
+    return await run_in_threadpool(fn, *args, **kwargs)

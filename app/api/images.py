@@ -1,0 +1,57 @@
+"""Stored images: upload once, refer to them by id (embeds and links keep working)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+
+from app.api.deps import ServiceDep, StoreDep
+from app.runtime.preprocess import decode_image, sha256_bytes
+from app.runtime.service import RequestError
+from app.runtime.store import ID_RE
+
+router = APIRouter(prefix="/api/images", tags=["images"])
+
+
+@router.post("", status_code=201)
+async def store_image(request: Request, store: StoreDep, service: ServiceDep) -> dict:
+    """Check that the upload is an image, store it content-addressed, return its id."""
+    form = await request.form(max_files=2, max_fields=5)
+    upload = form.get("image")
+    if upload is None or isinstance(upload, str):
+        raise RequestError("send the image as multipart/form-data in the field 'image'")
+    data = await upload.read()
+    try:
+        im = decode_image(data, service.max_pixels)
+    except ValueError as exc:
+        raise RequestError(str(exc)) from None
+    image_id = sha256_bytes(data)
+    created = store.put(image_id, data, name=upload.filename or "")
+    return {"id": image_id, "width": im.width, "height": im.height, "bytes": len(data), "created": created}
+
+
+@router.get("")
+def list_images(store: StoreDep) -> list[dict]:
+    """Every stored image."""
+    return store.list()
+
+
+@router.get("/{image_id}")
+def get_image(image_id: str, store: StoreDep) -> Response:
+    """The stored image's original bytes."""
+    if not ID_RE.match(image_id):
+        raise RequestError("an image id is 64 hex characters")
+    data = store.get(image_id)
+    return Response(data, media_type=_mime(data), headers={"Cache-Control": "public, max-age=31536000, immutable"})
+
+
+def _mime(data: bytes) -> str:
+    if data[:8] == b"\x89PNG\r\n\x1a\n":
+        return "image/png"
+    if data[:3] == b"\xff\xd8\xff":
+        return "image/jpeg"
+    if data[:4] == b"GIF8":
+        return "image/gif"
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "image/webp"
+    return "application/octet-stream"

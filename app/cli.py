@@ -1,0 +1,304 @@
+"""Command line: resviz serve | models | export | weights | analyze | gradients | images | train | chapter."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+from app import arch
+from app.paths import DEFAULT_MODELS_DIR, GRAPH_FILES, available_variants, default_variant
+from app.specs import DEFAULT_MODELS, SPECS
+
+FULL_GRAPHS = ("running", "batch", "grad-running", "grad-batch")
+
+
+class CLIError(Exception):
+    """A user error: printed as one line, exit status 2."""
+
+
+def _progress(i: int, n: int, label: str, start: float) -> None:
+    width = 28
+    done = int(width * i / n) if n else width
+    elapsed = time.perf_counter() - start
+    sys.stderr.write(f"\r[{'#' * done}{'.' * (width - done)}] {i}/{n} {elapsed:6.1f}s {label:<40}")
+    sys.stderr.flush()
+    if i == n:
+        sys.stderr.write("\n")
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    """List every model with family, depth, blocks, params, MACs and weights."""
+    models_dir = Path(args.models_dir)
+    rows = []
+    for spec in SPECS.values():
+        row = arch.summary(spec)
+        row["weights"] = available_variants(models_dir, spec.name)
+        rows.append(row)
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    print(f"{'name':<11} {'family':<8} {'depth':>5} {'blocks':>6} {'params':>12} {'GMACs':>7}  weights")
+    for r in rows:
+        print(
+            f"{r['name']:<11} {r['family']:<8} {r['depth']:>5} {r['blocks']:>6} {r['params']:>12,} "
+            f"{r['macs'] / 1e9:>7.3f}  {', '.join(r['weights'])}"
+        )
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    """Export models to ONNX graphs and manifests (needs the ``export`` extra: torch)."""
+    from app.nets.export import export_model
+
+    models_dir = Path(args.models_dir)
+    if args.all:
+        names = list(SPECS)
+    elif args.defaults:
+        names = list(DEFAULT_MODELS)
+    else:
+        names = args.names
+    if not names:
+        raise CLIError("name a model, or use --defaults or --all")
+    for n in names:
+        if n not in SPECS:
+            raise CLIError(f"unknown model {n!r}; known: {', '.join(SPECS)}")
+    kinds = tuple(args.graphs.split(",")) if args.graphs else FULL_GRAPHS
+    for k in kinds:
+        if k not in GRAPH_FILES:
+            raise CLIError(f"unknown graph {k!r}; choose from {', '.join(GRAPH_FILES)}")
+    start = time.perf_counter()
+    for i, name in enumerate(names):
+        variant = args.weights or default_variant(models_dir, name)
+        if variant not in available_variants(models_dir, name):
+            raise CLIError(
+                f"no weights {variant!r} for {name}; available: {', '.join(available_variants(models_dir, name))}"
+            )
+        todo = kinds
+        if args.missing_only:
+            d = models_dir / name / variant
+            todo = tuple(k for k in kinds if not (d / GRAPH_FILES[k]).exists() or not (d / "manifest.json").exists())
+            if not todo:
+                _progress(i + 1, len(names), f"{name}@{variant} (up to date)", start)
+                continue
+        _progress(i, len(names), f"{name}@{variant}", start)
+        export_model(name, variant, models_dir, kinds=todo, log=not args.quiet)
+        _progress(i + 1, len(names), f"{name}@{variant}", start)
+    return 0
+
+
+def cmd_weights(args: argparse.Namespace) -> int:
+    """Import a torchvision-format state dict, or fetch torchvision's ImageNet weights; then export."""
+    from app.nets.export import export_model
+    from app.nets.weights import WeightsError, fetch_weights, import_weights
+
+    models_dir = Path(args.models_dir)
+    try:
+        if args.action == "import":
+            if args.model not in SPECS:
+                raise CLIError(f"unknown model {args.model!r}; known: {', '.join(SPECS)}")
+            dest = import_weights(Path(args.file), args.model, models_dir, args.variant)
+            variant = args.variant
+            name = args.model
+        else:
+            dest = fetch_weights(args.name, models_dir, base_url=args.base_url)
+            variant, name = "imagenet", args.name
+    except WeightsError as exc:
+        raise CLIError(str(exc)) from None
+    print(f"stored {dest}")
+    if not args.no_export:
+        export_model(name, variant, models_dir, kinds=FULL_GRAPHS)
+    return 0
+
+
+def _service(models_dir: Path):  # noqa: ANN202
+    from app.runtime.registry import ModelRegistry
+    from app.runtime.service import AnalysisService
+
+    registry = ModelRegistry(models_dir)
+    return AnalysisService(registry, cache_entries=0, max_batch=64, max_pixels=40_000_000)
+
+
+def _weights_file_variant(args: argparse.Namespace, models_dir: Path) -> str | None:
+    """With --weights FILE, import the file as a variant named after its hash and return that name."""
+    if not args.weights:
+        return None
+    p = Path(args.weights)
+    if not (p.exists() or p.suffix in (".pt", ".pth")):
+        return args.weights  # a variant name such as "init" or "trained"
+    from app.nets.weights import WeightsError, import_weights, sha256_file
+
+    try:
+        variant = "file-" + sha256_file(p)[:12] if p.is_file() else "file"
+        import_weights(p, args.model, models_dir, variant)
+    except WeightsError as exc:
+        raise CLIError(str(exc)) from None
+    return variant
+
+
+def _read_images(paths: list[str]) -> list[bytes]:
+    blobs = []
+    for p in paths:
+        path = Path(p)
+        if not path.is_file():
+            raise CLIError(f"{p}: no such file")
+        blobs.append(path.read_bytes())
+    return blobs
+
+
+def cmd_analyze(args: argparse.Namespace) -> int:
+    """Print the analysis JSON (the same as POST /api/models/NAME/analyze)."""
+    from app.runtime.registry import UnknownModelError
+    from app.runtime.service import RequestError
+
+    models_dir = Path(args.models_dir)
+    if args.model not in SPECS:
+        raise CLIError(f"unknown model {args.model!r}; known: {', '.join(SPECS)}")
+    blobs = _read_images(args.images)
+    variant = _weights_file_variant(args, models_dir)
+    service = _service(models_dir)
+    try:
+        payload = service.analyze(
+            args.model, blobs, weights=variant, gates=args.gates, bn=args.bn, k=args.k, feature_maps=args.feature_maps
+        )
+    except (RequestError, UnknownModelError) as exc:
+        raise CLIError(str(exc)) from None
+    if args.json:
+        sys.stdout.write(payload.body.decode() + "\n")
+    else:
+        result = json.loads(payload.body)
+        for i, p in enumerate(result["prediction"]):
+            top = ", ".join(f"{t['label']} {t['probability']:.3f}" for t in p["top"])
+            print(f"{args.images[i]}: {top}")
+        for b in result["blocks"]:
+            ratio = f"{b['ratio']:.3f}" if b["ratio"] is not None else "n/a"
+            print(
+                f"  {b['id']:<10} gate {b['gate']:.2f}  |x| {b['norm_x']:10.3f}  "
+                f"|F(x)| {b['norm_f']:10.3f}  ratio {ratio}"
+            )
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    """Start the web app (exports missing default models first, in a subprocess)."""
+    import uvicorn
+
+    from app.config import Settings
+    from app.main import create_app
+
+    settings = Settings(models_dir=Path(args.models_dir))
+    print(f"resviz: http://{args.host}:{args.port}", flush=True)
+    uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level="info")
+    return 0
+
+
+def cmd_images(args: argparse.Namespace) -> int:
+    """List or delete stored images."""
+    from app.config import Settings
+    from app.runtime.store import ImageStore
+
+    settings = Settings()
+    store = ImageStore(Path(args.data_dir) if args.data_dir else settings.data_dir, settings.store_max_bytes)
+    if args.action == "list":
+        rows = store.list()
+        if args.json:
+            print(json.dumps(rows, indent=2))
+        else:
+            for r in rows:
+                print(f"{r['id']}  {r['bytes']:>10,}  {r['name']}")
+            print(f"{len(rows)} images, {store.used_bytes():,} bytes")
+        return 0
+    try:
+        store.delete(args.id)
+    except KeyError as exc:
+        raise CLIError(str(exc.args[0])) from None
+    print(f"deleted {args.id}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of every subcommand."""
+    p = argparse.ArgumentParser(prog="resviz", description="Interactive visualizer of residual networks.")
+    p.add_argument(
+        "--models-dir",
+        default=os.environ.get("RESVIZ_MODELS_DIR", str(DEFAULT_MODELS_DIR)),
+        help="exported graphs and manifests (default: %(default)s)",
+    )
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("serve", help="start the web app")
+    s.add_argument("--host", default="127.0.0.1")
+    s.add_argument("--port", type=int, default=8000)
+    s.set_defaults(func=cmd_serve)
+
+    s = sub.add_parser("models", help="list the models")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=cmd_models)
+
+    s = sub.add_parser("export", help="export models to ONNX (needs torch)")
+    s.add_argument("names", nargs="*")
+    s.add_argument("--all", action="store_true", help="every model of the family")
+    s.add_argument("--defaults", action="store_true", help=f"the default models: {', '.join(DEFAULT_MODELS)}")
+    s.add_argument("--weights", help="weights variant (default: the model's default)")
+    s.add_argument("--graphs", help=f"comma list of graphs (default: {','.join(FULL_GRAPHS)})")
+    s.add_argument("--missing-only", action="store_true", help="skip graphs that already exist")
+    s.add_argument("--quiet", action="store_true")
+    s.set_defaults(func=cmd_export)
+
+    s = sub.add_parser("weights", help="import or fetch state dicts")
+    wsub = s.add_subparsers(dest="action", required=True)
+    w = wsub.add_parser("import", help="import a torchvision-format state dict")
+    w.add_argument("file")
+    w.add_argument("--model", required=True)
+    w.add_argument("--as", dest="variant", default="imported", help="name of the weights (default: imported)")
+    w.add_argument("--no-export", action="store_true")
+    w = wsub.add_parser("fetch", help="download torchvision's ImageNet weights")
+    w.add_argument("name")
+    w.add_argument("--base-url", default=None)
+    w.add_argument("--no-export", action="store_true")
+    s.set_defaults(func=cmd_weights)
+
+    s = sub.add_parser("analyze", help="analyse images, printing the API's JSON")
+    s.add_argument("images", nargs="+")
+    s.add_argument("--model", required=True)
+    s.add_argument("--weights", help="a weights variant name, or a state-dict file")
+    s.add_argument("--gates", default="all-on")
+    s.add_argument("--bn", default="running")
+    s.add_argument("--k", type=int, default=8, help="feature-map channels per layer")
+    s.add_argument("--feature-maps", default="blocks", choices=["blocks", "all", "none"])
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=cmd_analyze)
+
+    s = sub.add_parser("images", help="manage stored images")
+    s.add_argument("--data-dir", default=None)
+    isub = s.add_subparsers(dest="action", required=True)
+    i = isub.add_parser("list")
+    i.add_argument("--json", action="store_true")
+    i = isub.add_parser("delete")
+    i.add_argument("id")
+    s.set_defaults(func=cmd_images)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``resviz`` command."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "base_url", "unset") is None:
+        from app.nets.weights import TORCHVISION_BASE_URL
+
+        args.base_url = TORCHVISION_BASE_URL
+    try:
+        return args.func(args)
+    except CLIError as exc:
+        print(f"resviz: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,232 @@
+"""Export a ResNet to ONNX graphs with named taps, plus the manifest the server reads.
+
+For one model and one set of weights we write, under ``models/<name>/<weights>/``:
+``running.onnx`` and ``batch.onnx`` (logits + every tap, BN with running or batch statistics),
+``grad-running.onnx`` and ``grad-batch.onnx`` (the hand-written backward), and
+``manifest.json``. ``bare.onnx`` (logits only) is written on demand for benchmarks.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import time
+import warnings
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from app import arch
+from app.nets.resnet import ResNet, build
+from app.nets.weights import load_variant
+from app.paths import GRAPH_FILES, manifest_path, model_dir
+from app.specs import SPECS
+
+OPSET = 17
+IMAGENET_PREPROCESS = {
+    "resize_shorter": 256,
+    "crop": 224,
+    "mean": [0.485, 0.456, 0.406],
+    "std": [0.229, 0.224, 0.225],
+}
+CIFAR_PREPROCESS = {
+    "resize_shorter": 32,
+    "crop": 32,
+    "mean": [0.4914, 0.4822, 0.4465],
+    "std": [0.2470, 0.2435, 0.2616],
+}
+
+
+class TapGraph(nn.Module):
+    """Forward pass returning ``(logits, *taps)`` with BN in a fixed mode."""
+
+    def __init__(self, model: ResNet, bn_mode: str, taps: bool = True) -> None:
+        super().__init__()
+        self.model = model
+        self.bn_mode = bn_mode
+        self.taps = taps
+        self.tap_names = tap_order(model) if taps else []
+
+    def forward(self, image: Tensor, gates: Tensor) -> tuple[Tensor, ...]:
+        """Logits and, when taps are on, every recorded tensor in ``tap_names`` order."""
+        recorded: dict[str, Tensor] = {}
+        self.model.bn_mode = self.bn_mode
+        try:
+            logits = self.model(image, gates, rec=recorded.__setitem__ if self.taps else None)
+        finally:
+            self.model.bn_mode = None
+        return (logits, *(recorded[n] for n in self.tap_names))
+
+
+def _record_all(model: ResNet) -> dict[str, Tensor]:
+    size = model.spec.input_size
+    recorded: dict[str, Tensor] = {}
+    with torch.no_grad():
+        model(torch.zeros(1, 3, size, size), rec=recorded.__setitem__)
+    return recorded
+
+
+def tap_order(model: ResNet) -> list[str]:
+    """Tap ids in the order the forward pass records them."""
+    return list(_record_all(model))
+
+
+def _tap_kind(name: str) -> str:
+    last = name.rsplit(".", 1)[-1]
+    if name in ("relu", "maxpool"):
+        return "stem"
+    if last.startswith("conv") or name.endswith("downsample.0"):
+        return "conv"
+    if last.startswith("bn") or name.endswith("downsample.1"):
+        return "bn"
+    if last == "downsample":
+        return "shortcut"
+    return "block"
+
+
+def _export(module: nn.Module, args: tuple, path: Path, inputs: list[str], outputs: list[str]) -> None:
+    dynamic = {n: {0: "batch"} for n in inputs if n != "gates"}
+    dynamic.update({n: {0: "batch"} for n in outputs if n != "loss" and not n.startswith("grad_")})
+    buf = io.BytesIO()
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            module,
+            args,
+            buf,
+            input_names=inputs,
+            output_names=outputs,
+            dynamic_axes=dynamic,
+            opset_version=OPSET,
+            dynamo=False,
+            do_constant_folding=True,
+        )
+    _atomic_write(path, buf.getvalue())
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def _floats(t: Tensor) -> list[float]:
+    return [float(v) for v in t.detach().float().numpy().astype(np.float32)]
+
+
+def build_manifest(model: ResNet, variant: str, source: str, sha256: str | None) -> dict:
+    """Everything the server needs to know about a model without opening the graph."""
+    spec = model.spec
+    recorded = _record_all(model)
+    layers = {layer.id: layer for layer in arch.layers(spec)}
+    taps = [{"id": n, "kind": _tap_kind(n), "shape": list(t.shape[1:])} for n, t in recorded.items()]
+    stem = "maxpool" if spec.family == "imagenet" else "relu"
+    blocks = []
+    prev = stem
+    for s, stage in enumerate(model.stages()):
+        for i, block in enumerate(stage):
+            path = block.path
+            last_bn = "bn2" if spec.block == "basic" else "bn3"
+            if block.downsample is None:
+                shortcut, kind = prev, "identity"
+            elif spec.shortcut == "A":
+                shortcut, kind = f"{path}.downsample", "A"
+            else:
+                shortcut, kind = f"{path}.downsample.1", "B"
+            blocks.append(
+                {
+                    "id": path,
+                    "stage": s + 1,
+                    "index": i,
+                    "input": prev,
+                    "residual": f"{path}.{last_bn}",
+                    "shortcut": shortcut,
+                    "output": path,
+                    "shortcut_kind": kind,
+                }
+            )
+            prev = path
+    batchnorm = []
+    for path, m in model.named_modules():
+        if isinstance(m, nn.BatchNorm2d):
+            conv = (
+                path[: -len("downsample.1")] + "downsample.0"
+                if path.endswith("downsample.1")
+                else (path.rsplit(".", 1)[0] + ".conv" + path.rsplit(".", 1)[-1][2:] if "." in path else "conv1")
+            )
+            batchnorm.append(
+                {
+                    "id": path,
+                    "input": conv,
+                    "channels": m.num_features,
+                    "eps": m.eps,
+                    "gamma": _floats(m.weight),
+                    "beta": _floats(m.bias),
+                    "running_mean": _floats(m.running_mean),
+                    "running_var": _floats(m.running_var),
+                }
+            )
+    convs = [layer.as_dict() for layer in layers.values() if layer.kind in ("conv", "fc")]
+    summary = arch.summary(spec)
+    return {
+        **summary,
+        "weights": {"variant": variant, "source": source, "sha256": sha256},
+        "preprocessing": IMAGENET_PREPROCESS if spec.family == "imagenet" else CIFAR_PREPROCESS,
+        "classes": "imagenet"
+        if spec.family == "imagenet"
+        else ("generated" if variant in ("trained", "plain") else "cifar10"),
+        "inputs": {"image": [None, 3, spec.input_size, spec.input_size], "gates": [spec.num_blocks]},
+        "taps": taps,
+        "blocks": blocks,
+        "batchnorm": batchnorm,
+        "layers": convs,
+        "graphs": {},
+    }
+
+
+def export_model(
+    name: str,
+    variant: str,
+    models_dir: Path,
+    kinds: Iterable[str] = ("running", "batch", "grad-running", "grad-batch"),
+    log: bool = True,
+) -> dict:
+    """Export the graphs of ``name`` with weights ``variant`` and write the manifest; return it."""
+    if name not in SPECS:
+        raise KeyError(f"unknown model {name!r}; known: {', '.join(SPECS)}")
+    state, source, sha = load_variant(name, variant, models_dir)
+    model = build(name)
+    if state is not None:
+        model.load_state_dict(state, strict=True)
+    model.eval()
+    out_dir = model_dir(models_dir, name, variant)
+    mpath = manifest_path(models_dir, name, variant)
+    manifest = build_manifest(model, variant, source, sha)
+    if mpath.exists():
+        old = json.loads(mpath.read_text())
+        if old.get("weights", {}).get("sha256") == sha:
+            manifest["graphs"] = {k: v for k, v in old.get("graphs", {}).items() if (out_dir / v["file"]).exists()}
+    size = model.spec.input_size
+    image = torch.zeros(1, 3, size, size)
+    gates = torch.ones(model.spec.num_blocks)
+    for kind in kinds:
+        t0 = time.perf_counter()
+        path = out_dir / GRAPH_FILES[kind]
+        if kind in ("running", "batch", "bare"):
+            graph = TapGraph(model, "batch" if kind == "batch" else "running", taps=kind != "bare")
+            _export(graph, (image, gates), path, ["image", "gates"], ["logits", *graph.tap_names])
+        else:
+            from app.nets.backward import export_gradient_graph
+
+            export_gradient_graph(model, kind.split("-", 1)[1], path)
+        dt = time.perf_counter() - t0
+        manifest["graphs"][kind] = {"file": path.name, "bytes": path.stat().st_size, "export_seconds": round(dt, 2)}
+        if log:
+            print(f"exported {name}@{variant} {kind}: {path.stat().st_size / 2**20:.1f} MiB in {dt:.1f} s", flush=True)
+    _atomic_write(mpath, json.dumps(manifest).encode())
+    return manifest

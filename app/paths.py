@@ -1,0 +1,63 @@
+"""Where graphs, manifests and weights live on disk (shared by the build and serve sides)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+DEFAULT_MODELS_DIR = REPO / "models"
+SHIPPED_WEIGHTS_DIR = DEFAULT_MODELS_DIR / "weights"
+VARIANT_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,39}$")
+
+# Graph kinds exported per (model, weights): forward with taps in both BN modes, the bare
+# forward (logits only, for benchmarks) and the hand-written backward in both BN modes.
+GRAPH_FILES = {
+    "running": "running.onnx",
+    "batch": "batch.onnx",
+    "bare": "bare.onnx",
+    "grad-running": "grad-running.onnx",
+    "grad-batch": "grad-batch.onnx",
+}
+
+
+def model_dir(models_dir: Path, name: str, variant: str) -> Path:
+    """Folder holding the graphs and manifest of one model with one set of weights."""
+    return models_dir / name / variant
+
+
+def manifest_path(models_dir: Path, name: str, variant: str) -> Path:
+    """Path of the manifest of one model with one set of weights."""
+    return model_dir(models_dir, name, variant) / "manifest.json"
+
+
+def shipped_weights(name: str, variant: str) -> Path | None:
+    """The committed state dict for a variant ("trained" or "plain"), if the repo ships one."""
+    stem = {"trained": "residual", "plain": "plain"}.get(variant)
+    if stem is None:
+        return None
+    path = SHIPPED_WEIGHTS_DIR / f"{name}-{stem}.pt"
+    return path if path.exists() else None
+
+
+def user_weights(models_dir: Path, name: str, variant: str) -> Path:
+    """Path of an imported or fetched state dict for a model and variant."""
+    return models_dir / "imported" / f"{name}@{variant}.pt"
+
+
+def available_variants(models_dir: Path, name: str) -> list[str]:
+    """Weight variants one can export for a model, preferred default first."""
+    out = [v for v in ("trained", "plain") if shipped_weights(name, v)]
+    imported = sorted((models_dir / "imported").glob(f"{name}@*.pt"))
+    out += [p.stem.split("@", 1)[1] for p in imported]
+    out.append("init")
+    # ImageNet weights beat He-init as a default; a CIFAR model's trained weights come first.
+    if "imagenet" in out:
+        out.remove("imagenet")
+        out.insert(0, "imagenet")
+    return out
+
+
+def default_variant(models_dir: Path, name: str) -> str:
+    """The weights a model uses when a request names none."""
+    return available_variants(models_dir, name)[0]

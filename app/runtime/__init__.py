@@ -1,0 +1,1 @@
+"""Serve side: ONNX Runtime and numpy only; nothing here imports torch."""

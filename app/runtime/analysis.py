@@ -1,0 +1,195 @@
+"""One analysis: run the tap graph, then reduce every tap to what the charts draw.
+
+Reads top to bottom: run the graph, per-tap statistics (in parallel threads; numpy releases
+the GIL), batch-norm layers, residual blocks, feature maps, prediction.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+from app.runtime.featuremaps import thumbnails
+from app.runtime.labels import class_names
+from app.runtime.registry import LoadedModel, ModelRegistry
+from app.runtime.stats import compact, histogram, sample, tensor_report
+
+BLOCK_SAMPLE = 2000  # (x, F(x)) pairs per block for the residual scatter plot
+_POOL = ThreadPoolExecutor(max_workers=max(1, min(4, os.cpu_count() or 1)), thread_name_prefix="stats")
+
+
+def run_taps(registry: ModelRegistry, model: LoadedModel, images: np.ndarray, gates: np.ndarray, bn: str) -> dict:
+    """Logits and every tap (module path -> array) for a batch of preprocessed images."""
+    sess = registry.session(model, bn)
+    names = [o.name for o in sess.get_outputs()]
+    outs = sess.run(None, {"image": images, "gates": gates})
+    return dict(zip(names, outs, strict=True))
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Row-wise softmax, computed stably in float64."""
+    z = logits.astype(np.float64) - logits.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def prediction(logits: np.ndarray, manifest: dict, k: int = 5) -> list[dict]:
+    """Top-k classes and probabilities for each image."""
+    probs = softmax(logits)
+    names = class_names(manifest)
+    out = []
+    for p in probs:
+        idx = np.argsort(-p, kind="stable")[:k]
+        out.append(
+            {
+                "top": [
+                    {"index": int(i), "label": names[i] if names else str(int(i)), "probability": float(p[i])}
+                    for i in idx
+                ]
+            }
+        )
+    return out
+
+
+def _block_sample(x: np.ndarray, f: np.ndarray, limit: int = BLOCK_SAMPLE) -> dict:
+    """Deterministic strided sample of (x, F(x)) element pairs at the same positions."""
+    xs, fs = sample(x, limit), sample(f, limit)
+    return {"x": compact(xs, 4), "f": compact(fs, 4)}
+
+
+def analyze(
+    registry: ModelRegistry,
+    model: LoadedModel,
+    images: np.ndarray,
+    gates: np.ndarray,
+    bn: str,
+    feature_maps: str = "blocks",
+    k: int = 8,
+) -> dict:
+    """The full analysis JSON for a batch of preprocessed images (N, 3, H, W)."""
+    t0 = time.perf_counter()
+    taps = run_taps(registry, model, images, gates, bn)
+    t_run = time.perf_counter()
+    man = model.manifest
+    tap_meta = man["taps"]
+    reports = dict(
+        zip([t["id"] for t in tap_meta], _POOL.map(lambda t: tensor_report(taps[t["id"]]), tap_meta), strict=True)
+    )
+    t_stats = time.perf_counter()
+
+    layers = []
+    for t in tap_meta:
+        r = reports[t["id"]]
+        layers.append(
+            {
+                "id": t["id"],
+                "kind": t["kind"],
+                "shape": list(taps[t["id"]].shape),
+                **{k2: v for k2, v in r.items() if not k2.startswith("_")},
+            }
+        )
+
+    batchnorm = []
+    for b in man["batchnorm"]:
+        before, after = reports[b["input"]], reports[b["id"]]
+        if bn == "batch":
+            used_mean, used_var = before["_channel_mean"], before["_channel_var"]
+        else:
+            used_mean, used_var = np.asarray(b["running_mean"]), np.asarray(b["running_var"])
+        batchnorm.append(
+            {
+                "id": b["id"],
+                "input": b["input"],
+                "channels": b["channels"],
+                "eps": b["eps"],
+                "mode": bn,
+                "gamma": b["gamma"],
+                "beta": b["beta"],
+                "running_mean": b["running_mean"],
+                "running_var": b["running_var"],
+                "used_mean": compact(used_mean),
+                "used_var": compact(used_var),
+                "before": {"stats": before["stats"], "histogram": before["histogram"]},
+                "after": {"stats": after["stats"], "histogram": after["histogram"]},
+            }
+        )
+
+    blocks = []
+    for i, b in enumerate(man["blocks"]):
+        nx = reports[b["input"]]["stats"]["l2"]
+        nf = reports[b["residual"]]["stats"]["l2"]
+        ns = reports[b["shortcut"]]["stats"]["l2"]
+        nh = reports[b["output"]]["stats"]["l2"]
+        x_s, f = taps[b["shortcut"]], taps[b["residual"]]
+        blocks.append(
+            {
+                "id": b["id"],
+                "stage": b["stage"],
+                "index": b["index"],
+                "gate": float(gates[i]),
+                "shortcut_kind": b["shortcut_kind"],
+                "norm_x": nx,
+                "norm_shortcut": ns,
+                "norm_f": nf,
+                "norm_h": nh,
+                "ratio": nf / nx if nx > 0 else None,
+                "sample": _block_sample(x_s, f),
+                "residual_histogram": histogram(sample(f)),
+            }
+        )
+
+    fmap_ids = _feature_map_taps(man, feature_maps)
+    fmaps = {tid: thumbnails(taps[tid], reports[tid]["_channel_mean"], k) for tid in fmap_ids}
+    t_end = time.perf_counter()
+    return {
+        "model": {
+            "name": model.name,
+            "weights": model.variant,
+            "family": man["family"],
+            "depth": man["depth"],
+            "params": man["params"],
+            "macs": man["macs"],
+            "classes": man["classes"],
+        },
+        "input": {"shape": list(images.shape), "preprocessing": man["preprocessing"]},
+        "gates": gates.tolist(),
+        "bn": bn,
+        "prediction": prediction(taps["logits"], man),
+        "layers": layers,
+        "batchnorm": batchnorm,
+        "blocks": blocks,
+        "feature_maps": fmaps,
+        "timings_ms": {
+            "graph": 1e3 * (t_run - t0),
+            "stats": 1e3 * (t_stats - t_run),
+            "assemble": 1e3 * (t_end - t_stats),
+            "total": 1e3 * (t_end - t0),
+        },
+    }
+
+
+def _feature_map_taps(manifest: dict, which: str) -> list[str]:
+    """Tap ids that get thumbnails: ``blocks`` (stem + block outputs), ``all`` or ``none``."""
+    if which == "none":
+        return []
+    if which == "all":
+        return [t["id"] for t in manifest["taps"]]
+    return [t["id"] for t in manifest["taps"] if t["kind"] in ("stem", "block")]
+
+
+def feature_map(taps: dict[str, np.ndarray], tap: str, channel: int, image: int = 0) -> dict:
+    """One channel of one tap at full resolution, as values for a heatmap with a colour bar."""
+    t = taps[tap]
+    a = t[image, channel]
+    return {
+        "tap": tap,
+        "channel": channel,
+        "image": image,
+        "shape": list(a.shape),
+        "values": [compact(row) for row in a],
+        "vmin": float(a.min()),
+        "vmax": float(a.max()),
+    }

@@ -1,0 +1,212 @@
+"""One ONNX Runtime session per (model, weights, graph), opened lazily and shared."""
+
+from __future__ import annotations
+
+import json
+import logging
+import subprocess
+import sys
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+from app.paths import GRAPH_FILES, available_variants, default_variant, manifest_path, model_dir
+from app.specs import BN_MODES, SPECS
+
+log = logging.getLogger("resviz.registry")
+
+
+class UnknownModelError(KeyError):
+    """A model or weights name the registry does not know."""
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+class ExportError(RuntimeError):
+    """Exporting a model's graphs failed."""
+
+
+def choose_providers(setting: str) -> list[str]:
+    """Execution providers: CUDA first where onnxruntime has it, then CPU."""
+    have = ort.get_available_providers()
+    if setting != "auto":
+        wanted = [p.strip() for p in setting.split(",") if p.strip()]
+        return [p for p in wanted if p in have] or ["CPUExecutionProvider"]
+    return [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in have]
+
+
+@dataclass
+class LoadedModel:
+    """A model's manifest and its sessions, opened on first use."""
+
+    name: str
+    variant: str
+    directory: Path
+    manifest: dict
+    sessions: dict[str, ort.InferenceSession] = field(default_factory=dict)
+
+    @property
+    def key(self) -> str:
+        """``name@weights``: the model with one set of weights."""
+        return f"{self.name}@{self.variant}"
+
+    @property
+    def num_blocks(self) -> int:
+        """Length of the gate vector."""
+        return int(self.manifest["blocks"].__len__())
+
+
+class ModelRegistry:
+    """Opens manifests and sessions on demand; exports missing graphs in a subprocess."""
+
+    def __init__(self, models_dir: Path, providers: str = "auto", intra_op_threads: int = 0) -> None:
+        self.models_dir = Path(models_dir)
+        self.providers = choose_providers(providers)
+        self.intra_op_threads = intra_op_threads
+        self._models: dict[str, LoadedModel] = {}
+        self._lock = threading.RLock()  # creating sessions concurrently is not safe
+        self._export_locks: dict[str, threading.Lock] = {}
+
+    def names(self) -> list[str]:
+        """Every model of the family."""
+        return list(SPECS)
+
+    def check_name(self, name: str) -> None:
+        """Raise UnknownModelError with the known names if ``name`` is not a model."""
+        if name not in SPECS:
+            raise UnknownModelError(f"unknown model {name!r}; known models: {', '.join(SPECS)}")
+
+    def variants(self, name: str) -> list[str]:
+        """Weights one can use with ``name``, default first."""
+        self.check_name(name)
+        return available_variants(self.models_dir, name)
+
+    def resolve_variant(self, name: str, weights: str | None) -> str:
+        """The weights variant to use, checking that it exists."""
+        self.check_name(name)
+        if weights in (None, "", "default"):
+            return default_variant(self.models_dir, name)
+        if weights not in self.variants(name):
+            raise UnknownModelError(
+                f"unknown weights {weights!r} for {name}; available: {', '.join(self.variants(name))}"
+            )
+        return weights
+
+    def is_exported(self, name: str, weights: str | None = None, kinds: tuple[str, ...] = ("running",)) -> bool:
+        """Whether the manifest and the given graphs exist on disk."""
+        variant = self.resolve_variant(name, weights)
+        d = model_dir(self.models_dir, name, variant)
+        return manifest_path(self.models_dir, name, variant).exists() and all(
+            (d / GRAPH_FILES[k]).exists() for k in kinds
+        )
+
+    def export(self, name: str, weights: str | None = None, kinds: tuple[str, ...] | None = None) -> None:
+        """Export graphs in a separate process, so this process never imports torch."""
+        variant = self.resolve_variant(name, weights)
+        key = f"{name}@{variant}"
+        with self._lock:
+            lock = self._export_locks.setdefault(key, threading.Lock())
+        with lock:
+            if kinds is not None and self.is_exported(name, variant, kinds):
+                return
+            cmd = [
+                sys.executable,
+                "-m",
+                "app.cli",
+                "export",
+                name,
+                "--weights",
+                variant,
+                "--models-dir",
+                str(self.models_dir),
+            ]
+            if kinds:
+                cmd += ["--graphs", ",".join(kinds)]
+            log.info("exporting %s in a subprocess: %s", key, " ".join(cmd))
+            proc = subprocess.run(cmd, capture_output=True, text=True)
+            if proc.returncode != 0:
+                raise ExportError(f"export of {key} failed: {proc.stderr.strip().splitlines()[-1:] or proc.returncode}")
+            with self._lock:
+                self._models.pop(key, None)
+
+    def get(self, name: str, weights: str | None = None) -> LoadedModel:
+        """The loaded model, exporting it first if its manifest is missing."""
+        variant = self.resolve_variant(name, weights)
+        key = f"{name}@{variant}"
+        with self._lock:
+            if key in self._models:
+                return self._models[key]
+        mpath = manifest_path(self.models_dir, name, variant)
+        if not mpath.exists():
+            self.export(name, variant)
+        with self._lock:
+            if key not in self._models:
+                manifest = json.loads(mpath.read_text())
+                self._models[key] = LoadedModel(name, variant, mpath.parent, manifest)
+            return self._models[key]
+
+    def session(self, model: LoadedModel, kind: str) -> ort.InferenceSession:
+        """The session of one graph of ``model`` (``running``, ``batch``, ``grad-running`` ...)."""
+        if kind not in GRAPH_FILES:
+            raise ValueError(f"unknown graph kind {kind!r}")
+        sess = model.sessions.get(kind)
+        if sess is not None:
+            return sess
+        path = model.directory / GRAPH_FILES[kind]
+        if not path.exists():
+            self.export(model.name, model.variant, (kind,))
+        with self._lock:
+            if kind not in model.sessions:
+                opts = ort.SessionOptions()
+                opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+                if self.intra_op_threads:
+                    opts.intra_op_num_threads = self.intra_op_threads
+                opts.log_severity_level = 3
+                model.sessions[kind] = ort.InferenceSession(str(path), opts, providers=self.providers)
+            return model.sessions[kind]
+
+    def ensure_exported(self, names: tuple[str, ...]) -> list[str]:
+        """Export any of ``names`` (default weights) whose graphs are missing; return those exported."""
+        done = []
+        for name in names:
+            if not self.is_exported(name, None, ("running", "batch", "grad-running", "grad-batch")):
+                log.info("default model %s is not exported yet; exporting before serving", name)
+                self.export(name, None, ("running", "batch", "grad-running", "grad-batch"))
+                done.append(name)
+        return done
+
+
+def parse_gates(text: str | None, num_blocks: int) -> np.ndarray:
+    """Gate vector from ``all-on``, ``all-off`` or a comma list of numbers in [0, 1]."""
+    if text is None or text.strip() in ("", "all-on"):
+        return np.ones(num_blocks, np.float32)
+    text = text.strip()
+    if text == "all-off":
+        return np.zeros(num_blocks, np.float32)
+    parts = [p.strip() for p in text.split(",")]
+    try:
+        values = np.array([float(p) for p in parts], np.float64)
+    except ValueError:
+        raise ValueError(
+            f"gates must be 'all-on', 'all-off' or {num_blocks} comma-separated numbers in [0, 1]; "
+            f"could not read {text[:60]!r}"
+        ) from None
+    if values.size != num_blocks:
+        raise ValueError(f"gates has {values.size} values but this model has {num_blocks} blocks")
+    if not np.all(np.isfinite(values)):
+        raise ValueError("gates must be finite numbers (no NaN or infinity)")
+    if np.any(values < 0) or np.any(values > 1):
+        raise ValueError("every gate must lie in [0, 1]")
+    return values.astype(np.float32)
+
+
+def parse_bn(text: str | None) -> str:
+    """BN mode from a request: ``running`` (default) or ``batch``."""
+    mode = (text or "running").strip()
+    if mode not in BN_MODES:
+        raise ValueError(f"bn must be one of {', '.join(BN_MODES)}, got {mode!r}")
+    return mode

@@ -1,0 +1,98 @@
+"""Statistics of activation tensors in one sweep per tensor: summary, per channel, histogram."""
+
+from __future__ import annotations
+
+import numpy as np
+
+HIST_BINS = 64
+HIST_SAMPLE = 16_384  # elements used for a histogram; smaller tensors use every element
+CLIP_QUANTILES = (0.001, 0.999)  # histogram range: values beyond go to underflow / overflow
+
+
+def compact(values: np.ndarray | list[float], digits: int = 6) -> list[float]:
+    """Values rounded to ``digits`` significant digits, so the JSON stays short."""
+    v = np.asarray(values, dtype=np.float64)
+    finite = np.isfinite(v) & (v != 0)
+    out = v.copy()
+    mag = np.floor(np.log10(np.abs(v[finite])))
+    scale = 10.0 ** (digits - 1 - mag)
+    out[finite] = np.round(v[finite] * scale) / scale
+    return out.tolist()
+
+
+def channel_moments(t: np.ndarray) -> dict[str, np.ndarray]:
+    """Per-channel count, sum, sum of squares, min, max and zero count of an (N, C, H, W) tensor."""
+    n, c = t.shape[0], t.shape[1]
+    a = t.reshape(c, -1) if n == 1 else np.moveaxis(t, 1, 0).reshape(c, -1)  # (C, N*H*W)
+    return {
+        "count": np.full(c, a.shape[1], np.int64),
+        "sum": a.sum(axis=1, dtype=np.float64) if a.shape[1] < 64 else a.sum(axis=1).astype(np.float64),
+        "sumsq": np.einsum("ij,ij->i", a, a).astype(np.float64),
+        "min": a.min(axis=1),
+        "max": a.max(axis=1),
+        "zeros": a.shape[1] - np.count_nonzero(a, axis=1),
+    }
+
+
+def summarize(m: dict[str, np.ndarray]) -> tuple[dict, np.ndarray, np.ndarray]:
+    """Whole-tensor stats plus per-channel mean and population std from channel moments."""
+    count = m["count"].astype(np.float64)
+    ch_mean = m["sum"] / count
+    ch_var = np.maximum(m["sumsq"] / count - ch_mean**2, 0.0)
+    total = float(count.sum())
+    mean = float(m["sum"].sum() / total)
+    sumsq = float(m["sumsq"].sum())
+    var = max(sumsq / total - mean**2, 0.0)
+    stats = {
+        "mean": mean,
+        "std": var**0.5,
+        "min": float(m["min"].min()),
+        "max": float(m["max"].max()),
+        "zero_fraction": float(m["zeros"].sum() / total),
+        "l2": sumsq**0.5,
+    }
+    return stats, ch_mean, np.sqrt(ch_var)
+
+
+def sample(t: np.ndarray, limit: int = HIST_SAMPLE) -> np.ndarray:
+    """A deterministic, evenly strided sample of at most ``limit`` elements (all when smaller)."""
+    flat = t.reshape(-1)
+    if flat.size <= limit:
+        return flat
+    step = -(-flat.size // limit)  # ceil
+    return flat[::step]
+
+
+def histogram(values: np.ndarray, lo: float | None = None, hi: float | None = None, bins: int = HIST_BINS) -> dict:
+    """Histogram over a robust range (quantiles), with explicit underflow and overflow counts."""
+    v = values.astype(np.float64, copy=False)
+    if lo is None or hi is None:
+        qlo, qhi = np.quantile(v, CLIP_QUANTILES) if v.size else (0.0, 0.0)
+        lo, hi = float(qlo), float(qhi)
+    if not hi > lo:
+        lo, hi = lo - 0.5, lo + 0.5  # a constant tensor: one bin holds everything
+    counts, edges = np.histogram(v, bins=bins, range=(lo, hi))
+    under = int(np.count_nonzero(v < lo))
+    over = int(np.count_nonzero(v > hi))
+    return {
+        "edges": compact(edges),
+        "counts": counts.tolist(),
+        "underflow": under,
+        "overflow": over,
+        "sampled": int(v.size),
+    }
+
+
+def tensor_report(t: np.ndarray) -> dict:
+    """Stats, per-channel mean/std and a histogram of one tap (N, C, H, W) or (N, C)."""
+    if t.ndim == 2:
+        t = t[:, :, None, None]
+    stats, ch_mean, ch_std = summarize(channel_moments(t))
+    return {
+        "stats": stats,
+        "channel_mean": compact(ch_mean),
+        "channel_std": compact(ch_std),
+        "histogram": histogram(sample(t)),
+        "_channel_mean": ch_mean,
+        "_channel_var": ch_std**2,
+    }
