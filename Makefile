@@ -25,7 +25,7 @@ browser-deps:
 	  else sudo apt-get update -qq && sudo apt-get install -y -qq chromium >/dev/null; fi; }
 
 serve: $(VENV)/.base
-	$(VENV)/bin/resviz export --defaults
+	$(VENV)/bin/resviz export --defaults --missing-only
 	@echo "resviz: serving on http://$(HOST):$(PORT)"
 	$(VENV)/bin/resviz serve --host $(HOST) --port $(PORT)
 

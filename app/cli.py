@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 from app import arch
-from app.paths import DEFAULT_MODELS_DIR, GRAPH_FILES, available_variants, default_variant
+from app.paths import DEFAULT_MODELS_DIR, GRAPH_FILES, available_variants, default_variant, exported_kinds
 from app.specs import DEFAULT_MODELS, SPECS
 
 FULL_GRAPHS = ("running", "batch", "grad-running", "grad-batch")
@@ -79,8 +79,8 @@ def cmd_export(args: argparse.Namespace) -> int:
             )
         todo = kinds
         if args.missing_only:
-            d = models_dir / name / variant
-            todo = tuple(k for k in kinds if not (d / GRAPH_FILES[k]).exists() or not (d / "manifest.json").exists())
+            have = exported_kinds(models_dir, name, variant)
+            todo = tuple(k for k in kinds if k not in have)
             if not todo:
                 _progress(i + 1, len(names), f"{name}@{variant} (up to date)", start)
                 continue

@@ -23,7 +23,7 @@ from torch import Tensor, nn
 from app import arch
 from app.nets.resnet import ResNet, build
 from app.nets.weights import load_variant
-from app.paths import GRAPH_FILES, manifest_path, model_dir
+from app.paths import EXPORT_FORMAT, GRAPH_FILES, manifest_path, model_dir
 from app.specs import SPECS
 
 OPSET = 17
@@ -174,6 +174,7 @@ def build_manifest(model: ResNet, variant: str, source: str, sha256: str | None)
     convs = [layer.as_dict() for layer in layers.values() if layer.kind in ("conv", "fc")]
     summary = arch.summary(spec)
     return {
+        "format": EXPORT_FORMAT,
         **summary,
         "weights": {"variant": variant, "source": source, "sha256": sha256},
         "preprocessing": IMAGENET_PREPROCESS if spec.family == "imagenet" else CIFAR_PREPROCESS,
@@ -209,7 +210,7 @@ def export_model(
     manifest = build_manifest(model, variant, source, sha)
     if mpath.exists():
         old = json.loads(mpath.read_text())
-        if old.get("weights", {}).get("sha256") == sha:
+        if old.get("weights", {}).get("sha256") == sha and old.get("format") == EXPORT_FORMAT:
             manifest["graphs"] = {k: v for k, v in old.get("graphs", {}).items() if (out_dir / v["file"]).exists()}
     size = model.spec.input_size
     image = torch.zeros(1, 3, size, size)

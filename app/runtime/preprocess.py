@@ -24,7 +24,7 @@ def decode_image(data: bytes, max_pixels: int = 40_000_000) -> Image.Image:
             im = Image.open(io.BytesIO(data))
             w, h = im.size  # read from the header; no pixels decoded yet
             if w * h > max_pixels:
-                raise ImageError(f"the image is {w} x {h} pixels, more than the limit of {max_pixels:,} pixels")
+                raise ImageError(f"the image is too large: {w} x {h} pixels, more than the limit of {max_pixels:,}")
             if w < 1 or h < 1:
                 raise ImageError("the image has no pixels")
             if getattr(im, "is_animated", False):
@@ -34,8 +34,8 @@ def decode_image(data: bytes, max_pixels: int = 40_000_000) -> Image.Image:
         raise
     except UnidentifiedImageError:
         raise ImageError("the file is not an image Pillow can read (PNG, JPEG, GIF, WebP, BMP, TIFF ...)") from None
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise ImageError("the image is too large (decompression bomb guard)") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise ImageError(f"the image is too large to decode safely: {exc}") from None
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         raise ImageError(f"the image is damaged or truncated: {exc}") from None
     try:

@@ -13,7 +13,14 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from app.paths import GRAPH_FILES, available_variants, default_variant, manifest_path, model_dir
+from app.paths import (
+    GRAPH_FILES,
+    available_variants,
+    default_variant,
+    exported_kinds,
+    manifest_current,
+    manifest_path,
+)
 from app.specs import BN_MODES, SPECS
 
 log = logging.getLogger("resviz.registry")
@@ -99,9 +106,8 @@ class ModelRegistry:
     def is_exported(self, name: str, weights: str | None = None, kinds: tuple[str, ...] = ("running",)) -> bool:
         """Whether the manifest and the given graphs exist on disk."""
         variant = self.resolve_variant(name, weights)
-        d = model_dir(self.models_dir, name, variant)
-        return manifest_path(self.models_dir, name, variant).exists() and all(
-            (d / GRAPH_FILES[k]).exists() for k in kinds
+        return manifest_current(self.models_dir, name, variant) and set(kinds) <= exported_kinds(
+            self.models_dir, name, variant
         )
 
     def export(self, name: str, weights: str | None = None, kinds: tuple[str, ...] | None = None) -> None:
@@ -141,8 +147,8 @@ class ModelRegistry:
             if key in self._models:
                 return self._models[key]
         mpath = manifest_path(self.models_dir, name, variant)
-        if not mpath.exists():
-            self.export(name, variant)
+        if not self.is_exported(name, variant, ()):
+            self.export(name, variant, ("running",))
         with self._lock:
             if key not in self._models:
                 manifest = json.loads(mpath.read_text())
@@ -157,8 +163,9 @@ class ModelRegistry:
         if sess is not None:
             return sess
         path = model.directory / GRAPH_FILES[kind]
-        if not path.exists():
+        if kind not in model.manifest.get("graphs", {}) or not path.exists():
             self.export(model.name, model.variant, (kind,))
+            model.manifest = json.loads((model.directory / "manifest.json").read_text())
         with self._lock:
             if kind not in model.sessions:
                 opts = ort.SessionOptions()
