@@ -9,11 +9,11 @@ import sys
 import time
 from pathlib import Path
 
-from app import arch
+from app import arch, chapter
 from app.paths import DEFAULT_MODELS_DIR, GRAPH_FILES, available_variants, default_variant, exported_kinds
 from app.specs import DEFAULT_MODELS, SPECS
 
-FULL_GRAPHS = ("running", "batch", "grad-running", "grad-batch")
+FULL_GRAPHS = ("running", "batch", "grad-running", "grad-batch", "lesion")
 
 
 class CLIError(Exception):
@@ -182,6 +182,43 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_gradients(args: argparse.Namespace) -> int:
+    """Print gradient norms (the same JSON as POST /api/models/NAME/gradients)."""
+    from app.runtime.registry import UnknownModelError
+    from app.runtime.service import RequestError
+
+    models_dir = Path(args.models_dir)
+    if args.model not in SPECS:
+        raise CLIError(f"unknown model {args.model!r}; known: {', '.join(SPECS)}")
+    blobs = _read_images(args.images)
+    variant = _weights_file_variant(args, models_dir)
+    service = _service(models_dir)
+    try:
+        if args.lesion:
+            payload = service.lesion(args.model, blobs[0], weights=variant, gates=args.gates, target=args.target)
+        else:
+            payload = service.gradients(
+                args.model, blobs, weights=variant, gates=args.gates, bn=args.bn, target=args.target
+            )
+    except (RequestError, UnknownModelError) as exc:
+        raise CLIError(str(exc)) from None
+    if args.json:
+        sys.stdout.write(payload.body.decode() + "\n")
+        return 0
+    result = json.loads(payload.body)
+    if args.lesion:
+        print(f"target {result['target']} ({result['target_label']}), p = {result['base_probability']:.4f}")
+        for b in result["blocks"]:
+            print(f"  without F of {b['id']:<10} p = {b['probability']:.4f}  change {b['delta']:+.4f}")
+        return 0
+    print(f"loss {result['loss']:.4f}, target {result['target']} ({result['target_source']})")
+    for b in result["blocks"]:
+        print(f"  {b['id']:<10} gate {b['gate']:.2f}  |dL/dx| in {b['grad_norm_in']:.3e}  out {b['grad_norm_out']:.3e}")
+    s = result["summary"]
+    print(f"first layer {s['first_layer']} |dL/dW| {s['first_grad']:.3e}; last {s['last_layer']} {s['last_grad']:.3e}")
+    return 0
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     """Start the web app (exports missing default models first, in a subprocess)."""
     import uvicorn
@@ -271,6 +308,19 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--feature-maps", default="blocks", choices=["blocks", "all", "none"])
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=cmd_analyze)
+
+    s = sub.add_parser("gradients", help="gradient norms for an image, printing the API's JSON")
+    s.add_argument("images", nargs="+")
+    s.add_argument("--model", required=True)
+    s.add_argument("--weights", help="a weights variant name, or a state-dict file")
+    s.add_argument("--gates", default="all-on")
+    s.add_argument("--bn", default="running")
+    s.add_argument("--target", type=int, default=None, help="class index (default: the predicted top-1)")
+    s.add_argument("--lesion", action="store_true", help="remove each residual branch in turn instead")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=cmd_gradients)
+
+    chapter.add_cli(sub)
 
     s = sub.add_parser("images", help="manage stored images")
     s.add_argument("--data-dir", default=None)
