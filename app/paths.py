@@ -14,13 +14,15 @@ EXPORT_FORMAT = 1
 VARIANT_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,39}$")
 
 # Graph kinds exported per (model, weights): forward with taps in both BN modes, the bare
-# forward (logits only, for benchmarks) and the hand-written backward in both BN modes.
+# forward (logits only, for benchmarks), the hand-written backward in both BN modes, and
+# the lesion forward (per-image factors on every residual branch).
 GRAPH_FILES = {
     "running": "running.onnx",
     "batch": "batch.onnx",
     "bare": "bare.onnx",
     "grad-running": "grad-running.onnx",
     "grad-batch": "grad-batch.onnx",
+    "lesion": "lesion.onnx",
 }
 
 

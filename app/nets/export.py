@@ -62,6 +62,22 @@ class TapGraph(nn.Module):
         return (logits, *(recorded[n] for n in self.tap_names))
 
 
+class LesionGraph(nn.Module):
+    """Forward with BN running statistics and a per-image factor on every residual branch."""
+
+    def __init__(self, model: ResNet) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, image: Tensor, gates: Tensor, branch: Tensor) -> Tensor:
+        """Logits (N, classes) for images (N, 3, H, W) and branch factors (N, num_blocks)."""
+        self.model.bn_mode = "running"
+        try:
+            return self.model(image, gates, branch=branch)
+        finally:
+            self.model.bn_mode = None
+
+
 def _record_all(model: ResNet) -> dict[str, Tensor]:
     size = model.spec.input_size
     recorded: dict[str, Tensor] = {}
@@ -89,7 +105,7 @@ def _tap_kind(name: str) -> str:
 
 
 def _export(module: nn.Module, args: tuple, path: Path, inputs: list[str], outputs: list[str]) -> None:
-    dynamic = {n: {0: "batch"} for n in inputs if n != "gates"}
+    dynamic = {n: {0: "batch"} for n in inputs if n not in ("gates", "target")}
     dynamic.update({n: {0: "batch"} for n in outputs if n != "loss" and not n.startswith("grad_")})
     buf = io.BytesIO()
     with torch.no_grad(), warnings.catch_warnings():
@@ -194,7 +210,7 @@ def export_model(
     name: str,
     variant: str,
     models_dir: Path,
-    kinds: Iterable[str] = ("running", "batch", "grad-running", "grad-batch"),
+    kinds: Iterable[str] = ("running", "batch", "grad-running", "grad-batch", "lesion"),
     log: bool = True,
 ) -> dict:
     """Export the graphs of ``name`` with weights ``variant`` and write the manifest; return it."""
@@ -218,7 +234,10 @@ def export_model(
     for kind in kinds:
         t0 = time.perf_counter()
         path = out_dir / GRAPH_FILES[kind]
-        if kind in ("running", "batch", "bare"):
+        if kind == "lesion":
+            branch = torch.ones(1, model.spec.num_blocks)
+            _export(LesionGraph(model), (image, gates, branch), path, ["image", "gates", "branch"], ["logits"])
+        elif kind in ("running", "batch", "bare"):
             graph = TapGraph(model, "batch" if kind == "batch" else "running", taps=kind != "bare")
             _export(graph, (image, gates), path, ["image", "gates"], ["logits", *graph.tap_names])
         else:

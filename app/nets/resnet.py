@@ -95,7 +95,9 @@ class _Block(nn.Module):
             rec(f"{self.path}.downsample.1", s)
         return s
 
-    def _merge(self, f: Tensor, s: Tensor, gate: Tensor, rec: Recorder) -> Tensor:
+    def _merge(self, f: Tensor, s: Tensor, gate: Tensor, rec: Recorder, branch: Tensor | None) -> Tensor:
+        if branch is not None:  # (N,): per-image factor on F(x); 0 removes the residual branch (lesion)
+            f = f * branch.view(-1, 1, 1, 1)
         h = F.relu(f + gate * s)  # ReLU after the addition, as in the chapter
         if rec is not None:
             rec(self.path, h)
@@ -117,11 +119,11 @@ class BasicBlock(_Block):
         self.downsample = downsample
         self.stride = stride
 
-    def forward(self, x: Tensor, gate: Tensor, rec: Recorder = None) -> Tensor:
+    def forward(self, x: Tensor, gate: Tensor, rec: Recorder = None, branch: Tensor | None = None) -> Tensor:
         """Return relu(F(x) + gate * S(x)), recording taps when ``rec`` is given."""
         out = F.relu(self._bn("bn1", self.conv1(x), rec))
         out = self._bn("bn2", self.conv2(out), rec)
-        return self._merge(out, self._shortcut(x, rec), gate, rec)
+        return self._merge(out, self._shortcut(x, rec), gate, rec, branch)
 
 
 class Bottleneck(_Block):
@@ -141,12 +143,12 @@ class Bottleneck(_Block):
         self.downsample = downsample
         self.stride = stride
 
-    def forward(self, x: Tensor, gate: Tensor, rec: Recorder = None) -> Tensor:
+    def forward(self, x: Tensor, gate: Tensor, rec: Recorder = None, branch: Tensor | None = None) -> Tensor:
         """Return relu(F(x) + gate * S(x)), recording taps when ``rec`` is given."""
         out = F.relu(self._bn("bn1", self.conv1(x), rec))
         out = F.relu(self._bn("bn2", self.conv2(out), rec))
         out = self._bn("bn3", self.conv3(out), rec)
-        return self._merge(out, self._shortcut(x, rec), gate, rec)
+        return self._merge(out, self._shortcut(x, rec), gate, rec, branch)
 
 
 class ResNet(nn.Module):
@@ -208,8 +210,13 @@ class ResNet(nn.Module):
         """Every residual block in order with its module path (``layer2.1``)."""
         return [(f"layer{s + 1}.{i}", b) for s, stage in enumerate(self.stages()) for i, b in enumerate(stage)]
 
-    def forward(self, image: Tensor, gates: Tensor | None = None, rec: Recorder = None) -> Tensor:
-        """Logits for ``image`` (N, 3, H, W) with shortcut ``gates`` (num_blocks,), default all 1."""
+    def forward(
+        self, image: Tensor, gates: Tensor | None = None, rec: Recorder = None, branch: Tensor | None = None
+    ) -> Tensor:
+        """Logits for ``image`` (N, 3, H, W) with shortcut ``gates`` (num_blocks,), default all 1.
+
+        ``branch`` (N, num_blocks), when given, scales each image's residual branches F(x).
+        """
         if gates is None:
             gates = torch.ones(self.spec.num_blocks, dtype=image.dtype, device=image.device)
         x = self.conv1(image)  # (N, 64, H/2, W/2) ImageNet; (N, 16, H, W) CIFAR
@@ -224,7 +231,7 @@ class ResNet(nn.Module):
         if rec is not None:
             rec("maxpool" if self.maxpool is not None else "relu", x)
         for i, (_, block) in enumerate(self.named_blocks()):
-            x = block(x, gates[i], rec)
+            x = block(x, gates[i], rec, None if branch is None else branch[:, i])
         x = torch.flatten(self.avgpool(x), 1)  # (N, C): global average pooling
         return self.fc(x)
 

@@ -15,7 +15,7 @@ import numpy as np
 from app.runtime.featuremaps import thumbnails
 from app.runtime.labels import class_names
 from app.runtime.registry import LoadedModel, ModelRegistry
-from app.runtime.stats import compact, histogram, sample, tensor_report
+from app.runtime.stats import affine_moments, compact, histogram, sample, tensor_report
 
 BLOCK_SAMPLE = 2000  # (x, F(x)) pairs per block for the residual scatter plot
 _POOL = ThreadPoolExecutor(max_workers=max(1, min(4, os.cpu_count() or 1)), thread_name_prefix="stats")
@@ -75,9 +75,7 @@ def analyze(
     t_run = time.perf_counter()
     man = model.manifest
     tap_meta = man["taps"]
-    reports = dict(
-        zip([t["id"] for t in tap_meta], _POOL.map(lambda t: tensor_report(taps[t["id"]]), tap_meta), strict=True)
-    )
+    reports = tap_reports(taps, man, bn)
     t_stats = time.perf_counter()
 
     layers = []
@@ -95,10 +93,7 @@ def analyze(
     batchnorm = []
     for b in man["batchnorm"]:
         before, after = reports[b["input"]], reports[b["id"]]
-        if bn == "batch":
-            used_mean, used_var = before["_channel_mean"], before["_channel_var"]
-        else:
-            used_mean, used_var = np.asarray(b["running_mean"]), np.asarray(b["running_var"])
+        _, _, used_mean, used_var = bn_affine(b, before, bn)
         batchnorm.append(
             {
                 "id": b["id"],
@@ -169,6 +164,34 @@ def analyze(
             "total": 1e3 * (t_end - t0),
         },
     }
+
+
+def bn_affine(b: dict, before: dict, bn: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per-channel (scale, shift, mean used, var used) of one BN layer: y = scale * x + shift."""
+    if bn == "batch":
+        mean, var = before["_channel_mean"], before["_channel_var"]
+    else:
+        mean, var = np.asarray(b["running_mean"], np.float64), np.asarray(b["running_var"], np.float64)
+    scale = np.asarray(b["gamma"], np.float64) / np.sqrt(var + b["eps"])
+    return scale, np.asarray(b["beta"], np.float64) - scale * mean, mean, var
+
+
+def tap_reports(taps: dict[str, np.ndarray], manifest: dict, bn: str) -> dict[str, dict]:
+    """Statistics of every tap: full passes for most, derived from their input for BN outputs."""
+    bn_layers = {b["id"]: b for b in manifest["batchnorm"]}
+    ids = [t["id"] for t in manifest["taps"]]
+    direct = [i for i in ids if i not in bn_layers]
+    reports = dict(zip(direct, _POOL.map(lambda i: tensor_report(taps[i]), direct), strict=True))
+
+    def derived(i: str) -> dict:
+        b = bn_layers[i]
+        before = reports[b["input"]]
+        scale, shift, _, _ = bn_affine(b, before, bn)
+        return tensor_report(taps[i], affine_moments(before["_moments"], scale, shift, taps[i]))
+
+    bn_ids = [i for i in ids if i in bn_layers]
+    reports.update(zip(bn_ids, _POOL.map(derived, bn_ids), strict=True))
+    return reports
 
 
 def _feature_map_taps(manifest: dict, which: str) -> list[str]:

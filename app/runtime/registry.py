@@ -24,6 +24,7 @@ from app.paths import (
 from app.specs import BN_MODES, SPECS
 
 log = logging.getLogger("resviz.registry")
+SERVING_GRAPHS = ("running", "batch", "grad-running", "grad-batch", "lesion")
 
 
 class UnknownModelError(KeyError):
@@ -119,17 +120,8 @@ class ModelRegistry:
         with lock:
             if kinds is not None and self.is_exported(name, variant, kinds):
                 return
-            cmd = [
-                sys.executable,
-                "-m",
-                "app.cli",
-                "export",
-                name,
-                "--weights",
-                variant,
-                "--models-dir",
-                str(self.models_dir),
-            ]
+            cmd = [sys.executable, "-m", "app.cli", "--models-dir", str(self.models_dir), "export", name]
+            cmd += ["--weights", variant, "--quiet"]
             if kinds:
                 cmd += ["--graphs", ",".join(kinds)]
             log.info("exporting %s in a subprocess: %s", key, " ".join(cmd))
@@ -180,9 +172,9 @@ class ModelRegistry:
         """Export any of ``names`` (default weights) whose graphs are missing; return those exported."""
         done = []
         for name in names:
-            if not self.is_exported(name, None, ("running", "batch", "grad-running", "grad-batch")):
+            if not self.is_exported(name, None, SERVING_GRAPHS):
                 log.info("default model %s is not exported yet; exporting before serving", name)
-                self.export(name, None, ("running", "batch", "grad-running", "grad-batch"))
+                self.export(name, None, SERVING_GRAPHS)
                 done.append(name)
         return done
 

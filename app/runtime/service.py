@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from app.runtime import gradients as grad
 from app.runtime.analysis import analyze, run_taps
 from app.runtime.cache import LRUCache
 from app.runtime.preprocess import prepare, sha256_bytes
@@ -103,5 +104,59 @@ class AnalysisService:
         hit = self.cache.get(key)
         if hit is None:
             hit = run_taps(self.registry, model, self.images(model, [blob]), g, mode)
+            self.cache.put(key, hit)
+        return hit
+
+    def gradients(
+        self,
+        name: str,
+        blobs: list[bytes],
+        *,
+        weights: str | None,
+        gates: str | None,
+        bn: str | None,
+        target: int | None,
+    ) -> Payload:
+        """Gradient-norm JSON for ``blobs`` (cached like analyses)."""
+        model, g, mode = self.prepare_request(name, weights, gates, bn)
+        try:
+            grad.check_target(target, model.manifest["num_classes"])
+        except ValueError as exc:
+            raise RequestError(str(exc)) from None
+        key = ("grad", tuple(sha256_bytes(b) for b in blobs), model.key, g.tobytes(), mode, target)
+        hit = self.cache.get(key)
+        if hit is None:
+            result = grad.gradients(self.registry, model, self.images(model, blobs), g, mode, target)
+            result["images"] = [sha256_bytes(b) for b in blobs]
+            hit = Payload.of(result)
+            self.cache.put(key, hit)
+        return hit
+
+    def lesion(self, name: str, blob: bytes, *, weights: str | None, gates: str | None, target: int | None) -> Payload:
+        """Lesion-study JSON for one image."""
+        model, g, _ = self.prepare_request(name, weights, gates, "running")
+        try:
+            grad.check_target(target, model.manifest["num_classes"])
+        except ValueError as exc:
+            raise RequestError(str(exc)) from None
+        key = ("lesion", sha256_bytes(blob), model.key, g.tobytes(), target)
+        hit = self.cache.get(key)
+        if hit is None:
+            hit = Payload.of(grad.lesion(self.registry, model, self.images(model, [blob]), g, target))
+            self.cache.put(key, hit)
+        return hit
+
+    def depth_sweep(self, blob: bytes, *, weights: str, bn: str | None) -> Payload:
+        """First-layer gradient norm against depth, residual and plain."""
+        try:
+            mode = parse_bn(bn)
+        except ValueError as exc:
+            raise RequestError(str(exc)) from None
+        if weights not in ("init", "trained"):
+            raise RequestError("weights for the depth sweep must be 'init' or 'trained'")
+        key = ("sweep", sha256_bytes(blob), weights, mode)
+        hit = self.cache.get(key)
+        if hit is None:
+            hit = Payload.of(grad.depth_sweep(self.registry, blob, weights, mode, self.images))
             self.cache.put(key, hit)
         return hit

@@ -83,16 +83,40 @@ def histogram(values: np.ndarray, lo: float | None = None, hi: float | None = No
     }
 
 
-def tensor_report(t: np.ndarray) -> dict:
+def affine_moments(m: dict[str, np.ndarray], scale: np.ndarray, shift: np.ndarray, t: np.ndarray) -> dict:
+    """Channel moments of ``y = scale * x + shift`` (per channel) from those of x; zeros counted on ``t`` = y.
+
+    A BN layer is exactly such a map, so its output needs one counting pass instead of five.
+    """
+    count = m["count"].astype(np.float64)
+    mean_x = m["sum"] / count
+    var_x = np.maximum(m["sumsq"] / count - mean_x**2, 0.0)
+    mean_y = scale * mean_x + shift
+    lo, hi = scale * m["min"] + shift, scale * m["max"] + shift
+    n, c = t.shape[0], t.shape[1]
+    a = t.reshape(c, -1) if n == 1 else np.moveaxis(t, 1, 0).reshape(c, -1)
+    return {
+        "count": m["count"],
+        "sum": mean_y * count,
+        "sumsq": (scale**2 * var_x + mean_y**2) * count,
+        "min": np.minimum(lo, hi),
+        "max": np.maximum(lo, hi),
+        "zeros": a.shape[1] - np.count_nonzero(a, axis=1),
+    }
+
+
+def tensor_report(t: np.ndarray, moments: dict[str, np.ndarray] | None = None) -> dict:
     """Stats, per-channel mean/std and a histogram of one tap (N, C, H, W) or (N, C)."""
     if t.ndim == 2:
         t = t[:, :, None, None]
-    stats, ch_mean, ch_std = summarize(channel_moments(t))
+    m = moments if moments is not None else channel_moments(t)
+    stats, ch_mean, ch_std = summarize(m)
     return {
         "stats": stats,
         "channel_mean": compact(ch_mean),
         "channel_std": compact(ch_std),
         "histogram": histogram(sample(t)),
+        "_moments": m,
         "_channel_mean": ch_mean,
         "_channel_var": ch_std**2,
     }

@@ -1,0 +1,157 @@
+"""Gradient norms, lesion study and depth sweep, all computed by ONNX graphs (no autograd here)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from app.runtime.analysis import softmax
+from app.runtime.labels import class_names
+from app.runtime.registry import LoadedModel, ModelRegistry
+
+SWEEP_DEPTHS = (20, 32, 44, 56, 110)
+
+
+def check_target(target: int | None, num_classes: int) -> None:
+    """Raise ValueError unless ``target`` is None or a class index of the model."""
+    if target is not None and not 0 <= target < num_classes:
+        raise ValueError(f"target must be a class index in [0, {num_classes - 1}], got {target}")
+
+
+def gradients(
+    registry: ModelRegistry, model: LoadedModel, images: np.ndarray, gates: np.ndarray, bn: str, target: int | None
+) -> dict:
+    """Loss and the norms of dL/dx at every block and dL/dW of every layer, for one target class."""
+    man = model.manifest
+    check_target(target, man["num_classes"])
+    sess = registry.session(model, f"grad-{bn}")
+    names = [o.name for o in sess.get_outputs()]
+    t = np.full(images.shape[0], -1 if target is None else target, np.int64)  # -1: the predicted class
+    out = dict(zip(names, sess.run(None, {"image": images, "gates": gates, "target": t}), strict=True))
+    logits = out["logits"]
+    used = logits.argmax(axis=1) if target is None else t
+    blocks = [
+        {
+            "id": b["id"],
+            "stage": b["stage"],
+            "gate": float(gates[i]),
+            "grad_norm_in": float(out[f"grad_in:{b['id']}"]),
+            "grad_norm_out": float(out[f"grad_out:{b['id']}"]),
+        }
+        for i, b in enumerate(man["blocks"])
+    ]
+    layers = [
+        {
+            "id": layer["id"],
+            "kind": layer["kind"],
+            "weight_grad_norm": float(out[f"grad_w:{layer['id']}"]),
+            "activation_grad_norm": float(out[f"grad_act:{layer['id']}"]),
+        }
+        for layer in man["layers"]
+    ]
+    layers += [
+        {
+            "id": b["id"],
+            "kind": "bn",
+            "weight_grad_norm": float(out[f"grad_w:{b['id']}"]),
+            "bias_grad_norm": float(out[f"grad_b:{b['id']}"]),
+            "activation_grad_norm": None,
+        }
+        for b in man["batchnorm"]
+    ]
+    names_ = class_names(man)
+    first, last = first_last(man)
+    gw = {layer["id"]: layer["weight_grad_norm"] for layer in layers}
+    return {
+        "model": {"name": model.name, "weights": model.variant, "depth": man["depth"]},
+        "loss": float(out["loss"]),
+        "target": [int(i) for i in used],
+        "target_label": [names_[int(i)] if names_ else str(int(i)) for i in used],
+        "target_source": "predicted top-1" if target is None else "chosen",
+        "gates": gates.tolist(),
+        "bn": bn,
+        "blocks": blocks,
+        "layers": layers,
+        "summary": {
+            "first_layer": first,
+            "last_layer": last,
+            "first_grad": gw[first],
+            "last_grad": gw[last],
+            "first_over_last": gw[first] / gw[last] if gw[last] > 0 else None,
+        },
+    }
+
+
+def first_last(manifest: dict) -> tuple[str, str]:
+    """The first block's first conv and the last block's last conv (the collapse comparison)."""
+    convs = [layer["id"] for layer in manifest["layers"] if layer["kind"] == "conv" and "downsample" not in layer["id"]]
+    first_block, last_block = manifest["blocks"][0]["id"], manifest["blocks"][-1]["id"]
+    first = next(c for c in convs if c.startswith(first_block + "."))
+    last = [c for c in convs if c.startswith(last_block + ".")][-1]
+    return first, last
+
+
+def lesion(
+    registry: ModelRegistry, model: LoadedModel, image: np.ndarray, gates: np.ndarray, target: int | None
+) -> dict:
+    """Target probability with each block's residual branch removed in turn, in one batched run."""
+    man = model.manifest
+    check_target(target, man["num_classes"])
+    n = len(man["blocks"])
+    branch = np.ones((n + 1, n), np.float32)
+    branch[np.arange(1, n + 1), np.arange(n)] = 0.0  # row 0: intact; row i: block i-1's F(x) removed
+    batch = np.repeat(image[:1], n + 1, axis=0)
+    sess = registry.session(model, "lesion")
+    (logits,) = sess.run(["logits"], {"image": batch, "gates": gates, "branch": branch})
+    probs = softmax(logits)
+    t = int(probs[0].argmax()) if target is None else target
+    base = float(probs[0, t])
+    names_ = class_names(man)
+    return {
+        "model": {"name": model.name, "weights": model.variant},
+        "target": t,
+        "target_label": names_[t] if names_ else str(t),
+        "base_probability": base,
+        "bn": "running",
+        "blocks": [
+            {
+                "id": b["id"],
+                "stage": b["stage"],
+                "probability": float(probs[i + 1, t]),
+                "delta": float(probs[i + 1, t]) - base,
+                "top1": int(probs[i + 1].argmax()),
+            }
+            for i, b in enumerate(man["blocks"])
+        ],
+    }
+
+
+def depth_sweep(registry: ModelRegistry, image_bytes: bytes, weights: str, bn: str, prepare) -> dict:  # noqa: ANN001
+    """First-layer gradient norm against depth for the CIFAR ResNets, residual and plain."""
+    rows = []
+    for depth in SWEEP_DEPTHS:
+        name = f"resnet{depth}"
+        variant = weights if weights in registry.variants(name) else "init"
+        res = registry.get(name, variant)
+        x = prepare(res, [image_bytes])
+        nb = res.num_blocks
+        on = gradients(registry, res, x, np.ones(nb, np.float32), bn, None)
+        plain_variant = "plain" if variant == "trained" and "plain" in registry.variants(name) else variant
+        plain = registry.get(name, plain_variant)
+        off = gradients(registry, plain, x, np.zeros(nb, np.float32), bn, None)
+        rows.append(
+            {
+                "depth": depth,
+                "model": name,
+                "residual": {"weights": variant, "first_grad": on["summary"]["first_grad"], "loss": on["loss"]},
+                "plain": {"weights": plain_variant, "first_grad": off["summary"]["first_grad"], "loss": off["loss"]},
+            }
+        )
+    return {
+        "bn": bn,
+        "weights": weights,
+        "layer": "first block's first conv (dL/dW norm)",
+        "depths": [r["depth"] for r in rows],
+        "residual": [r["residual"]["first_grad"] for r in rows],
+        "plain": [r["plain"]["first_grad"] for r in rows],
+        "rows": rows,
+    }

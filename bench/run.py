@@ -1,0 +1,291 @@
+"""resviz benchmarks: analysis and gradient graphs against bare ORT and torch baselines.
+
+Prints a table and writes bench/results/bench.json. Run with `make bench` (2-core machine:
+OPENBLAS_NUM_THREADS=1 as in the server). Every row is measured in this one process run, so
+ratios compare like with like.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+import numpy as np  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from app.paths import DEFAULT_MODELS_DIR, exported_kinds  # noqa: E402
+from app.runtime.analysis import analyze  # noqa: E402
+from app.runtime.registry import ModelRegistry  # noqa: E402
+from app.runtime.service import Payload  # noqa: E402
+
+RESULTS = ROOT / "bench" / "results"
+
+
+def median_ms(fn, repeat: int, warmup: int = 2) -> float:  # noqa: ANN001
+    """Median wall time of ``fn()`` in milliseconds."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeat):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return 1e3 * statistics.median(times)
+
+
+def ensure(models_dir: Path, name: str, kinds: tuple[str, ...]) -> None:
+    """Export missing graphs (init weights) in a subprocess."""
+    missing = [k for k in kinds if k not in exported_kinds(models_dir, name, "init")]
+    if missing:
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "app.cli",
+                "--models-dir",
+                str(models_dir),
+                "export",
+                name,
+                "--weights",
+                "init",
+                "--graphs",
+                ",".join(missing),
+                "--quiet",
+            ],
+            check=True,
+            cwd=ROOT,
+        )
+
+
+def torch_hooks_baseline(name: str, x: np.ndarray, repeat: int) -> float:
+    """Forward hooks on the same taps computing the same statistics in torch (the usual way)."""
+    import torch
+
+    from app.nets.resnet import build
+
+    torch.set_num_threads(2)
+    model = build(name)
+    model.bn_mode = "running"
+    xt = torch.from_numpy(x)
+
+    def stats(t: torch.Tensor) -> None:
+        c = t.shape[1]
+        a = t.transpose(0, 1).reshape(c, -1)
+        a.mean(1), a.std(1, unbiased=False), a.amin(1), a.amax(1), (a == 0).sum()
+        t.norm()
+        flat = t.flatten()
+        step = max(1, flat.numel() // 16384)
+        s = flat[::step]
+        lo, hi = torch.quantile(s, torch.tensor([0.001, 0.999]))
+        torch.histc(s, bins=64, min=float(lo), max=float(hi))
+
+    def run() -> None:
+        with torch.inference_mode():
+            model(xt, rec=lambda _n, t: stats(t))
+
+    return median_ms(run, repeat)
+
+
+def torch_autograd_baseline(name: str, x: np.ndarray, repeat: int) -> float:
+    """Forward + backward with autograd and per-layer weight-gradient norms."""
+    import torch
+
+    from app.nets.resnet import build
+
+    model = build(name)
+    model.bn_mode = "running"
+    xt = torch.from_numpy(x)
+
+    def run() -> None:
+        model.zero_grad(set_to_none=True)
+        logits = model(xt)
+        loss = torch.nn.functional.cross_entropy(logits, logits.argmax(1))
+        loss.backward()
+        [p.grad.norm() for p in model.parameters() if p.grad is not None]
+
+    return median_ms(run, repeat)
+
+
+def analysis_rows(models_dir: Path, names: list[str], repeat: int, with_torch: bool) -> list[dict]:
+    """Bare ORT vs full analysis vs torch hooks; payload size; gradient graph vs forward."""
+    reg = ModelRegistry(models_dir)
+    rows = []
+    for name in names:
+        ensure(models_dir, name, ("running", "bare", "grad-running"))
+        model = reg.get(name, "init")
+        size = model.manifest["input_size"]
+        x = np.random.default_rng(0).standard_normal((1, 3, size, size)).astype(np.float32)
+        gates = np.ones(model.num_blocks, np.float32)
+        bare = reg.session(model, "bare")
+        taps = reg.session(model, "running")
+        grad = reg.session(model, "grad-running")
+        feed = {"image": x, "gates": gates}
+        t_bare = median_ms(lambda: bare.run(["logits"], feed), repeat)  # noqa: B023
+        t_taps = median_ms(lambda: taps.run(None, feed), repeat)  # noqa: B023
+        t_full = median_ms(lambda: analyze(reg, model, x, gates, "running"), repeat)  # noqa: B023
+        result = analyze(reg, model, x, gates, "running")
+        t_json = median_ms(lambda: Payload.of(result), max(3, repeat // 3), warmup=1)  # noqa: B023
+        payload = Payload.of(result)
+        target = np.full(1, -1, np.int64)
+        t_grad = median_ms(lambda: grad.run(None, {**feed, "target": target}), repeat)  # noqa: B023
+        row = {
+            "model": name,
+            "bare_ms": t_bare,
+            "taps_ms": t_taps,
+            "analysis_ms": t_full,
+            "analysis_ratio": t_full / t_bare,
+            "json_gzip_ms": t_json,
+            "payload_bytes": len(payload.body),
+            "payload_gzip_bytes": len(payload.gzipped),
+            "grad_ms": t_grad,
+            "grad_ratio": t_grad / t_bare,
+        }
+        if with_torch:
+            row["torch_hooks_ms"] = torch_hooks_baseline(name, x, repeat)
+            row["speedup_vs_torch_hooks"] = row["torch_hooks_ms"] / t_full
+            row["torch_autograd_ms"] = torch_autograd_baseline(name, x, repeat)
+            row["torch_autograd_ratio"] = row["torch_autograd_ms"] / t_bare
+        rows.append(row)
+    return rows
+
+
+def _rss_kib(pid: int) -> tuple[int, int]:
+    fields = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines() if ":" in line)
+    return int(fields["VmRSS"].split()[0]), int(fields["VmHWM"].split()[0])
+
+
+def server_rows(models_dir: Path, name: str, requests: int) -> dict:
+    """Start the real server, post ``requests`` analyses of distinct images, track its RSS; time cache hits."""
+    import socket
+    import tempfile
+
+    from PIL import Image
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    data_dir = tempfile.mkdtemp(prefix="resviz-bench-")
+    code = (
+        "import uvicorn; from app.main import create_app; from app.config import Settings; "
+        f"uvicorn.run(create_app(Settings(models_dir={str(models_dir)!r}, data_dir={data_dir!r}, "
+        f"export_on_start=False)), host='127.0.0.1', port={port}, log_level='warning')"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(300):
+            try:
+                urllib.request.urlopen(base + "/healthz", timeout=1)
+                break
+            except OSError:
+                time.sleep(0.1)
+        rng = np.random.default_rng(0)
+        rss = []
+
+        def post(img: bytes) -> bytes:
+            boundary = "resvizbench"
+            body = (
+                (
+                    f'--{boundary}\r\nContent-Disposition: form-data; name="image"; filename="x.png"\r\n'
+                    f"Content-Type: image/png\r\n\r\n"
+                ).encode()
+                + img
+                + f"\r\n--{boundary}--\r\n".encode()
+            )
+            req = urllib.request.Request(
+                f"{base}/api/models/{name}/analyze?weights=init",
+                data=body,
+                method="POST",
+                headers={"Content-Type": f"multipart/form-data; boundary={boundary}", "Accept-Encoding": "gzip"},
+            )
+            with urllib.request.urlopen(req, timeout=120) as r:
+                return r.read()
+
+        import io
+
+        first = None
+        for i in range(requests):
+            buf = io.BytesIO()
+            Image.fromarray((rng.random((240, 320, 3)) * 255).astype(np.uint8)).save(buf, format="PNG")
+            img = buf.getvalue()
+            first = first or img
+            post(img)
+            if i % 10 == 9:
+                rss.append(_rss_kib(proc.pid)[0])
+        hit_ms = median_ms(lambda: post(first), 20, warmup=1)
+        now, peak = _rss_kib(proc.pid)
+        return {
+            "model": name,
+            "requests": requests,
+            "rss_mib_every_10": [r / 1024 for r in rss],
+            "rss_mib_end": now / 1024,
+            "peak_rss_mib": peak / 1024,
+            "cache_hit_ms": hit_ms,
+            "payload_gzip_bytes": len(post(first)),
+        }
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def main() -> int:
+    """Run the benchmarks, print the table, write JSON."""
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--models", default="resnet50,resnet18,resnet20")
+    ap.add_argument("--repeat", type=int, default=20)
+    ap.add_argument("--requests", type=int, default=100, help="analyses sent to the server for the RSS row")
+    ap.add_argument("--no-torch", action="store_true")
+    ap.add_argument("--no-server", action="store_true")
+    ap.add_argument("--models-dir", default=str(DEFAULT_MODELS_DIR))
+    args = ap.parse_args()
+    models_dir = Path(args.models_dir)
+    names = args.models.split(",")
+    rows = analysis_rows(models_dir, names, args.repeat, not args.no_torch)
+    print(
+        f"\nresviz bench ({platform.processor() or platform.machine()}, {os.cpu_count()} cores, batch 1, "
+        f"median of {args.repeat})"
+    )
+    hdr = (
+        f"{'model':<10} {'bare ORT':>9} {'taps':>8} {'analysis':>9} {'x bare':>7} {'torch hooks':>12} "
+        f"{'speedup':>8} {'json+gz':>8} {'gzip KB':>8} {'grad':>8} {'x bare':>7} {'autograd':>9} {'x bare':>7}"
+    )
+    print(hdr)
+    for r in rows:
+        th = f"{r['torch_hooks_ms']:10.1f}ms" if "torch_hooks_ms" in r else f"{'-':>12}"
+        sp = f"{r['speedup_vs_torch_hooks']:7.2f}x" if "torch_hooks_ms" in r else f"{'-':>8}"
+        ag = f"{r['torch_autograd_ms']:7.1f}ms" if "torch_autograd_ms" in r else f"{'-':>9}"
+        agr = f"{r['torch_autograd_ratio']:6.2f}x" if "torch_autograd_ms" in r else f"{'-':>7}"
+        print(
+            f"{r['model']:<10} {r['bare_ms']:7.1f}ms {r['taps_ms']:6.1f}ms {r['analysis_ms']:7.1f}ms "
+            f"{r['analysis_ratio']:6.2f}x {th} {sp} {r['json_gzip_ms']:6.1f}ms {r['payload_gzip_bytes'] / 1024:8.0f} "
+            f"{r['grad_ms']:6.1f}ms {r['grad_ratio']:6.2f}x {ag} {agr}"
+        )
+    out = {"rows": rows, "python": sys.version.split()[0], "cores": os.cpu_count(), "repeat": args.repeat}
+    if not args.no_server:
+        srv = server_rows(models_dir, names[0], args.requests)
+        out["server"] = srv
+        print(
+            f"\nserver, {srv['model']}: {srv['requests']} analyses; RSS every 10 (MiB): "
+            f"{', '.join(f'{v:.0f}' for v in srv['rss_mib_every_10'])}; peak {srv['peak_rss_mib']:.0f} MiB; "
+            f"cache hit {srv['cache_hit_ms']:.2f} ms; payload {srv['payload_gzip_bytes'] / 1024:.0f} KB gzip"
+        )
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "bench.json").write_text(json.dumps(out, indent=2))
+    print(f"\nwrote {RESULTS / 'bench.json'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,100 @@
+// Transport only: every request the page makes. Error responses become Error(detail).
+
+export class ApiError extends Error {
+  constructor(message, status, url) {
+    super(message);
+    this.name = 'ApiError';
+    this.status = status;
+    this.url = url;
+  }
+}
+
+function query(params) {
+  const q = new URLSearchParams();
+  for (const [key, value] of Object.entries(params)) {
+    if (value !== undefined && value !== null && value !== '') q.set(key, String(value));
+  }
+  const s = q.toString();
+  return s ? `?${s}` : '';
+}
+
+// FastAPI answers {"detail": "text"} or, for validation errors, {"detail": [{loc, msg}, ...]}.
+function detailText(detail) {
+  if (typeof detail === 'string') return detail;
+  if (Array.isArray(detail)) {
+    return detail.map((d) => (d && d.msg ? `${(d.loc || []).slice(1).join('.') || 'request'}: ${d.msg}` : JSON.stringify(d))).join('; ');
+  }
+  return JSON.stringify(detail);
+}
+
+async function errorFrom(response) {
+  const text = await response.text().catch(() => '');
+  try {
+    const body = JSON.parse(text);
+    if (body && body.detail !== undefined) return detailText(body.detail);
+  } catch {
+    /* not JSON: fall through */
+  }
+  const tail = text && !text.trimStart().startsWith('<') ? `: ${text.slice(0, 200)}` : '';
+  return `${response.status} ${response.statusText || 'error'}${tail}`;
+}
+
+async function request(url, options = {}, as = 'json') {
+  let response;
+  try {
+    response = await fetch(url, options);
+  } catch (err) {
+    if (err.name === 'AbortError') throw err;
+    throw new ApiError(`cannot reach the server (${err.message})`, 0, url);
+  }
+  if (!response.ok) throw new ApiError(await errorFrom(response), response.status, url);
+  return as === 'blob' ? response.blob() : response.json();
+}
+
+const post = (url, body, signal) => request(url, { method: 'POST', body, signal });
+
+export const listModels = (signal) => request('/api/models', { signal });
+
+export const getManifest = (name, weights, signal) =>
+  request(`/api/models/${encodeURIComponent(name)}${query({ weights })}`, { signal });
+
+export const listSamples = (signal) => request('/static/samples/index.json', { signal });
+
+export const sampleUrl = (file) => `/static/samples/${encodeURIComponent(file)}`;
+
+export const fetchSample = (file, signal) => request(sampleUrl(file), { signal }, 'blob');
+
+export const imageUrl = (id) => `/api/images/${encodeURIComponent(id)}`;
+
+export function uploadImage(blob, filename, signal) {
+  const form = new FormData();
+  form.append('image', blob, filename || 'image');
+  return post('/api/images', form, signal);
+}
+
+// p: {imageId, weights, gates, bn, k, featureMaps, target}
+function imageQuery(p) {
+  return query({
+    image_id: p.imageId,
+    weights: p.weights,
+    gates: p.gates,
+    bn: p.bn,
+    k: p.k,
+    feature_maps: p.featureMaps,
+    target: p.target,
+  });
+}
+
+export const analyze = (name, p, signal) => post(`/api/models/${encodeURIComponent(name)}/analyze${imageQuery(p)}`, null, signal);
+
+export const gradients = (name, p, signal) =>
+  post(`/api/models/${encodeURIComponent(name)}/gradients${imageQuery(p)}`, null, signal);
+
+export const lesion = (name, p, signal) => post(`/api/models/${encodeURIComponent(name)}/lesion${imageQuery(p)}`, null, signal);
+
+export const depthSweep = (p, signal) => request(`/api/gradients/depth-sweep${query({ bn: p.bn, weights: p.weights })}`, { signal });
+
+export function featureMap(name, p, signal) {
+  const q = query({ image_id: p.imageId, tap: p.tap, channel: p.channel, gates: p.gates, bn: p.bn, weights: p.weights });
+  return request(`/api/models/${encodeURIComponent(name)}/featuremap${q}`, { signal });
+}

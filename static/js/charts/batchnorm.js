@@ -1,0 +1,81 @@
+// Batch normalisation: before/after histograms, the chapter's four steps with a channel's numbers,
+// and a client-side preview of y = gamma * (x - mu) / sqrt(var + eps) + beta.
+import { axis, baseLayout, KIND_COLORS, RUN_COLORS } from './theme.js';
+import { binCentres, histMoments, num } from './format.js';
+import { histogramTrace } from './histogram.js';
+
+// The four steps for channel c. input: the conv tap entering BN (its per-channel batch moments);
+// output: the BN tap (measured per-channel mean/std); params: {eps, gamma, beta} (slider values).
+export function bnSteps(bn, input, output, c, params) {
+  const shape = input.shape; // [N, C, H, W]
+  const m = shape[0] * (shape[2] || 1) * (shape[3] || 1);
+  const muB = input.channel_mean[c];
+  const varB = input.channel_std[c] ** 2;
+  const mu = bn.used_mean[c];
+  const variance = bn.used_var[c];
+  const { eps, gamma, beta } = params;
+  const denom = Math.sqrt(variance + eps);
+  const examples = [muB - Math.sqrt(varB), muB, muB + Math.sqrt(varB)].map((x) => {
+    const xHat = (x - mu) / denom;
+    return { x, xHat, y: gamma * xHat + beta };
+  });
+  return {
+    channel: c, m, muB, varB, mode: bn.mode, mu, variance, eps, gamma, beta, denom, examples,
+    // What the formula predicts for the whole channel, and what the network produced.
+    predictedMean: (gamma * (muB - mu)) / denom + beta,
+    predictedStd: (Math.abs(gamma) * Math.sqrt(varB)) / denom,
+    measuredMean: output.channel_mean[c],
+    measuredStd: output.channel_std[c],
+    layerParams: { eps: bn.eps, gamma: bn.gamma[c], beta: bn.beta[c] },
+  };
+}
+
+// Map the before-histogram through the transform with the chosen channel's statistics.
+export function previewHistogram(before, steps) {
+  const f = (x) => (steps.gamma * (x - steps.mu)) / steps.denom + steps.beta;
+  const edges = before.edges.map(f);
+  if (steps.gamma < 0) return { edges: edges.reverse(), counts: [...before.counts].reverse() };
+  return { edges, counts: before.counts };
+}
+
+export function bnFigure(bn, steps) {
+  const before = bn.before.histogram;
+  const after = bn.after.histogram;
+  const preview = previewHistogram(before, steps);
+  const pc = binCentres(preview.edges);
+  const data = [
+    { ...histogramTrace(before, { name: `before: ${bn.input}`, color: KIND_COLORS.conv }), showlegend: true },
+    { ...histogramTrace(after, { name: `after: ${bn.id} (actual)`, color: KIND_COLORS.bn, xaxis: 'x2', yaxis: 'y2' }), showlegend: true },
+    {
+      type: 'scatter', mode: 'lines', line: { shape: 'hvh', color: RUN_COLORS.current, width: 1.5 }, xaxis: 'x2', yaxis: 'y2',
+      name: `preview: γ=${num(steps.gamma)}, β=${num(steps.beta)}, ε=${num(steps.eps)} with channel ${steps.channel}'s μ, σ²`,
+      x: pc, y: preview.counts, hovertemplate: 'preview<br>x ≈ %{x:.4g}<br>count %{y}<extra></extra>',
+    },
+  ];
+  const layout = baseLayout({
+    showlegend: true,
+    legend: { orientation: 'h', y: -0.22, x: 0, font: { size: 11 } },
+    margin: { l: 56, r: 16, t: 28, b: 30 },
+    bargap: 0,
+    grid: { rows: 1, columns: 2, pattern: 'independent' },
+    xaxis: axis('', { domain: [0, 0.47] }),
+    yaxis: axis('count'),
+    xaxis2: axis('', { domain: [0.53, 1] }),
+    yaxis2: axis('', { anchor: 'x2' }),
+    annotations: [
+      { text: `before BN (${bn.input}), all channels`, xref: 'paper', yref: 'paper', x: 0, y: 1.07, showarrow: false, xanchor: 'left', font: { size: 12 } },
+      { text: `after BN (${bn.id}), all channels`, xref: 'paper', yref: 'paper', x: 0.53, y: 1.07, showarrow: false, xanchor: 'left', font: { size: 12 } },
+    ],
+  });
+  return { data, layout, caption: bnCaption(bn, steps) };
+}
+
+function bnCaption(bn, steps) {
+  const b = histMoments(bn.before.histogram);
+  const a = histMoments(bn.after.histogram);
+  let text = `Left, the conv output entering ${bn.id}; right, what BN made of it (${bn.mode === 'batch' ? 'batch statistics of this image: μ_B, σ_B² over N×H×W' : 'running statistics, as at inference'}). `;
+  text += `Within the histogram ranges the std goes from ${num(b.std)} to ${num(a.std)} and the mean from ${num(b.mean)} to ${num(a.mean)}. `;
+  text += `The black line maps the left histogram through step 3–4 with channel ${steps.channel}'s μ and σ² and the slider values; `;
+  text += 'all channels are pooled here, so it illustrates the transform rather than reproducing the per-channel result.';
+  return text;
+}

@@ -1,0 +1,138 @@
+// Gradients: norm against depth (residual vs plain vs current gates), the depth sweep, the lesion study.
+import { axis, baseLayout, RUN_COLORS, SELECTION_COLOR, stageColor } from './theme.js';
+import { num } from './format.js';
+
+const RUNS = [
+  { key: 'residual', name: 'all shortcuts on (residual)', dash: 'solid' },
+  { key: 'plain', name: 'all shortcuts off (plain)', dash: 'dash' },
+  { key: 'current', name: 'current switches', dash: 'dot' },
+];
+
+function blockHighlight(ids, block) {
+  const i = ids.indexOf(block);
+  if (i < 0) return [];
+  return [{ type: 'rect', xref: 'x', yref: 'paper', x0: i - 0.5, x1: i + 0.5, y0: 0, y1: 1, fillcolor: SELECTION_COLOR, line: { width: 0 }, layer: 'below' }];
+}
+
+// Log-axis ticks at 1, 2, 5 x 10^k (only 10^k over more than two decades), labelled plainly.
+export function logTicks(values) {
+  const v = values.filter((x) => x > 0 && Number.isFinite(x));
+  if (!v.length) return {};
+  const lo = Math.log10(Math.min(...v));
+  const hi = Math.log10(Math.max(...v));
+  const steps = hi - lo > 2 ? [1] : hi - lo > 0.7 ? [1, 2, 5] : [1, 1.5, 2, 3, 5, 7];
+  const tickvals = [];
+  for (let k = Math.floor(lo); k <= Math.ceil(hi); k++) {
+    for (const m of steps) {
+      const t = m * 10 ** k;
+      if (Math.log10(t) >= lo - 0.15 && Math.log10(t) <= hi + 0.15) tickvals.push(t);
+    }
+  }
+  return { tickvals, ticktext: tickvals.map((t) => num(t, steps.length === 1 ? 1 : 2)) };
+}
+
+const spread = (v) => (v.length && v[v.length - 1] > 0 ? v[0] / v[v.length - 1] : null);
+
+// runs: {residual, plain, current} gradient JSONs (current may be null when it equals one of the others)
+export function gradNormFigure(runs, { block } = {}) {
+  const base = runs.residual || runs.plain || runs.current;
+  const ids = base.blocks.map((b) => b.id);
+  const data = RUNS.filter((r) => runs[r.key]).map((r) => ({
+    type: 'scatter', mode: 'lines+markers', name: r.name, x: ids.map((_, i) => i), y: runs[r.key].blocks.map((b) => b.grad_norm_in),
+    line: { color: RUN_COLORS[r.key], dash: r.dash, width: 2 }, marker: { size: 6 },
+    text: ids, hovertemplate: `%{text}<br>‖∂L/∂x‖ = %{y:.3e}<extra>${r.name}</extra>`,
+  }));
+  const layout = baseLayout({
+    showlegend: true,
+    xaxis: axis('block input, forward order', { tickvals: ids.map((_, i) => i), ticktext: ids.map((id) => id.replace(/^layer/, '')), tickangle: -45 }),
+    yaxis: axis('‖∂L/∂x‖ (log)', { type: 'log', ...logTicks(data.flatMap((t) => t.y)) }),
+    shapes: blockHighlight(ids, block),
+  });
+  return { data, layout, caption: gradCaption(runs, ids) };
+}
+
+function gradCaption(runs, ids) {
+  const run = runs.residual || runs.current || runs.plain;
+  let text = `L2 norm of the loss gradient at each block's input (one backward pass, cross-entropy against ${classText(run.target, run.target_label)}). `;
+  const parts = [];
+  for (const r of RUNS) {
+    const run = runs[r.key];
+    if (!run) continue;
+    const s = spread(run.blocks.map((b) => b.grad_norm_in));
+    if (s !== null) parts.push(`${num(s, 3)} (${r.key === 'current' ? 'current switches' : r.key})`);
+  }
+  if (parts.length) text += `Norm at ${ids[0]} divided by the norm at ${ids[ids.length - 1]}: ${parts.join(', ')}. `;
+  text += `The chapter’s argument: with the shortcut on, H′(x) = F′(x) + 1, so the gradient reaching ${ids[0]} does not have to shrink with every block’s F′.`;
+  return text;
+}
+
+function classText(target, label) {
+  const t = [].concat(target);
+  const l = label === undefined ? [] : [].concat(label);
+  return `class ${t.map((v, i) => (l[i] ? `${v} (${l[i]})` : v)).join(', ')}`;
+}
+
+export function depthSweepFigure(sweep) {
+  const data = [
+    { key: 'residual', name: 'residual', dash: 'solid' },
+    { key: 'plain', name: 'plain (shortcuts off)', dash: 'dash' },
+  ].map((r) => ({
+    type: 'scatter', mode: 'lines+markers', name: r.name, x: sweep.depths, y: sweep[r.key],
+    line: { color: RUN_COLORS[r.key], dash: r.dash, width: 2 }, marker: { size: 7 },
+    hovertemplate: `depth %{x}<br>first-layer ‖∂L/∂W‖ = %{y:.3e}<extra>${r.name}</extra>`,
+  }));
+  const layout = baseLayout({
+    showlegend: true,
+    xaxis: axis('depth (CIFAR ResNet-6n+2)', { tickvals: sweep.depths }),
+    yaxis: axis('first-layer gradient norm (log)', { type: 'log', ...logTicks(data.flatMap((t) => t.y)) }),
+  });
+  return { data, layout, caption: sweepCaption(sweep) };
+}
+
+const changeText = (c) => (c >= 1 ? `grows ${num(c, 3)}×` : `shrinks to ${num(c, 3)}×`);
+
+function sweepCaption(sweep) {
+  const n = sweep.depths.length - 1;
+  const rows = sweep.rows || [];
+  const used = rows.length ? ` (weights: residual ${rows[0].residual.weights}, plain ${rows[0].plain.weights})` : sweep.weights ? ` (${sweep.weights} weights)` : '';
+  const layer = sweep.layer ? `the ${sweep.layer}` : 'the first layer';
+  let text = `Gradient norm at ${layer} of CIFAR ResNets of depth ${sweep.depths.join(', ')}${used}, with all shortcuts on and all off, for one probe image. `;
+  const r = sweep.residual[0] > 0 ? sweep.residual[n] / sweep.residual[0] : null;
+  const p = sweep.plain[0] > 0 ? sweep.plain[n] / sweep.plain[0] : null;
+  if (r !== null && p !== null) {
+    text += `From depth ${sweep.depths[0]} to ${sweep.depths[n]} it ${changeText(r)} with shortcuts and ${changeText(p)} without. `;
+  }
+  if (sweep.bn === 'running' && rows.length && rows.every((row) => row.residual.weights === 'init')) {
+    text += 'These are untrained weights whose running statistics are mean 0, variance 1, so BN does not rescale anything here; compare batch statistics.';
+  }
+  return text;
+}
+
+export function lesionFigure(lesion, { block, blocks } = {}) {
+  const stageOf = new Map((blocks || []).map((b) => [b.id, b.stage]));
+  const ids = lesion.blocks.map((b) => b.id);
+  const data = [
+    {
+      type: 'bar', x: ids.map((_, i) => i), y: lesion.blocks.map((b) => b.delta),
+      marker: { color: ids.map((id) => stageColor(stageOf.get(id) || 1)), line: { color: ids.map((id) => (id === block ? '#000' : 'rgba(0,0,0,0)')), width: 2 } },
+      customdata: lesion.blocks.map((b) => [b.id, b.probability]),
+      hovertemplate: '%{customdata[0]} lesioned<br>p = %{customdata[1]:.4f}<br>Δp = %{y:.4f}<extra></extra>',
+    },
+  ];
+  const layout = baseLayout({
+    xaxis: axis('lesioned block', { tickvals: ids.map((_, i) => i), ticktext: ids.map((id) => id.replace(/^layer/, '')), tickangle: -45 }),
+    yaxis: axis('Δ probability of the target class', { zeroline: true, zerolinecolor: '#999' }),
+    shapes: blockHighlight(ids, block),
+  });
+  return { data, layout, caption: lesionCaption(lesion) };
+}
+
+function lesionCaption(lesion) {
+  const worst = lesion.blocks.reduce((a, b) => (b.delta < a.delta ? b : a), lesion.blocks[0]);
+  const best = lesion.blocks.reduce((a, b) => (b.delta > a.delta ? b : a), lesion.blocks[0]);
+  let text = `Each bar removes one block's residual branch F (its shortcut stays, as in Veit et al. 2016) and shows the change in the probability of ${classText(lesion.target, lesion.target_label)} (base p = ${num(lesion.base_probability, 3)}). `;
+  if (worst.delta < 0) text += `The largest drop is ${worst.id} (Δp = ${num(worst.delta, 3)}). `;
+  if (best.delta > 0) text += `The largest rise is ${best.id} (Δp = +${num(best.delta, 3)}). `;
+  text += 'Small bars mean the network falls back on the shortcut when that block goes; large ones, that the block is needed.';
+  return text;
+}
