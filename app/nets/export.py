@@ -105,6 +105,7 @@ def _tap_kind(name: str) -> str:
 
 
 def _export(module: nn.Module, args: tuple, path: Path, inputs: list[str], outputs: list[str]) -> None:
+    module.eval()  # torch.onnx.export restores the wrapper's mode afterwards, recursively: keep it eval
     dynamic = {n: {0: "batch"} for n in inputs if n not in ("gates", "target")}
     dynamic.update({n: {0: "batch"} for n in outputs if n != "loss" and not n.startswith("grad_")})
     buf = io.BytesIO()
@@ -133,6 +134,18 @@ def _atomic_write(path: Path, data: bytes) -> None:
 
 def _floats(t: Tensor) -> list[float]:
     return [float(v) for v in t.detach().float().numpy().astype(np.float32)]
+
+
+def _class_names(classes: str) -> list[str]:
+    if classes == "generated":
+        from app.nets.data import CLASSES
+
+        return list(CLASSES)
+    if classes == "imagenet":
+        return json.loads((Path(__file__).resolve().parent.parent / "data" / "imagenet_classes.json").read_text())
+    from app.runtime.labels import CIFAR10
+
+    return list(CIFAR10)
 
 
 def build_manifest(model: ResNet, variant: str, source: str, sha256: str | None) -> dict:
@@ -189,14 +202,15 @@ def build_manifest(model: ResNet, variant: str, source: str, sha256: str | None)
             )
     convs = [layer.as_dict() for layer in layers.values() if layer.kind in ("conv", "fc")]
     summary = arch.summary(spec)
+    generated = variant in ("trained", "plain")
+    classes = "imagenet" if spec.family == "imagenet" else ("generated" if generated else "cifar10")
     return {
         "format": EXPORT_FORMAT,
         **summary,
         "weights": {"variant": variant, "source": source, "sha256": sha256},
         "preprocessing": IMAGENET_PREPROCESS if spec.family == "imagenet" else CIFAR_PREPROCESS,
-        "classes": "imagenet"
-        if spec.family == "imagenet"
-        else ("generated" if variant in ("trained", "plain") else "cifar10"),
+        "classes": classes,
+        "class_names": _class_names(classes),
         "inputs": {"image": [None, 3, spec.input_size, spec.input_size], "gates": [spec.num_blocks]},
         "taps": taps,
         "blocks": blocks,
@@ -233,6 +247,7 @@ def export_model(
     gates = torch.ones(model.spec.num_blocks)
     for kind in kinds:
         t0 = time.perf_counter()
+        model.eval()
         path = out_dir / GRAPH_FILES[kind]
         if kind == "lesion":
             branch = torch.ones(1, model.spec.num_blocks)
@@ -244,6 +259,7 @@ def export_model(
             from app.nets.backward import export_gradient_graph
 
             export_gradient_graph(model, kind.split("-", 1)[1], path)
+            model.eval()  # the exporter restores its fresh wrapper's train mode onto our model
         dt = time.perf_counter() - t0
         manifest["graphs"][kind] = {"file": path.name, "bytes": path.stat().st_size, "export_seconds": round(dt, 2)}
         if log:
