@@ -47,14 +47,26 @@ class ImageStore:
                     "delete images with `resviz images delete ID` or raise RESVIZ_STORE_MAX_BYTES"
                 )
             self.root.mkdir(parents=True, exist_ok=True)
-            tmp = self.root / f".{image_id}.{os.getpid()}.{threading.get_ident()}.tmp"
-            tmp.write_bytes(data)
-            os.replace(tmp, path)  # atomic: a crash never leaves half an image under its id
             meta = {"name": name[:200], "bytes": len(data), "stored_at": time.time()}
-            mtmp = self.root / f".{image_id}.meta.tmp"
-            mtmp.write_text(json.dumps(meta))
-            os.replace(mtmp, self.root / f"{image_id}.json")
+            self._write_atomic(self.root / f"{image_id}.json", json.dumps(meta).encode())
+            try:
+                self._write_atomic(path, data)  # the image last: it is what makes the id exist
+            except OSError:
+                (self.root / f"{image_id}.json").unlink(missing_ok=True)
+                raise
             return True
+
+    def _write_atomic(self, path: Path, data: bytes) -> None:
+        """Write to a temporary file, flush it to disk, then rename: a crash never leaves half a file at ``path``."""
+        tmp = path.parent / f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp"
+        try:
+            with open(tmp, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)  # only left when the write or the rename failed (e.g. the disk is full)
 
     def get(self, image_id: str) -> bytes:
         """The stored bytes; KeyError if unknown."""
@@ -78,7 +90,10 @@ class ImageStore:
         for p in sorted(self.root.iterdir()):
             if ID_RE.match(p.name):
                 meta_path = self.root / f"{p.name}.json"
-                meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
+                try:
+                    meta = json.loads(meta_path.read_text())
+                except (OSError, ValueError):
+                    meta = {}  # metadata is optional: the image itself is what counts
                 out.append(
                     {
                         "id": p.name,

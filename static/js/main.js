@@ -11,6 +11,7 @@ import * as featuremaps from './views/featuremaps.js';
 import * as batchnorm from './views/batchnorm.js';
 import * as gradients from './views/gradients.js';
 import * as residuals from './views/residuals.js';
+import { initShare } from './share.js';
 
 const VIEW_MODULES = { activations, featuremaps, batchnorm, gradients, residuals };
 const $ = (id) => document.getElementById(id);
@@ -439,6 +440,7 @@ async function restoreFromUrl() {
 async function boot() {
   applyHidden();
   bindEvents();
+  initShare(app).then(applyHidden); // lecture tools under every chart (hide=share hides them)
   syncControls();
   renderView();
   const finish = startTask('Loading models');

@@ -1,0 +1,174 @@
+// Lecture tools on the main page: under every chart, copy its embed code, download it as standalone
+// HTML / PNG / SVG, or add it to the preset being composed (kept in localStorage, edited on /presets).
+// The chart list (ids, titles, which element on this page) comes from GET /api/charts.
+
+export const PRESET_KEY = 'resviz.preset.steps';
+const EMBED_KEYS = ['model', 'weights', 'image', 'gates', 'bn', 'layer', 'block', 'channel', 'range'];
+const DEFAULTS = { gates: 'all-on', bn: 'running', range: 'common' };
+
+// ------------------------------------------------------------ preset steps in localStorage
+
+export function loadSteps() {
+  try {
+    const steps = JSON.parse(localStorage.getItem(PRESET_KEY) || '[]');
+    return Array.isArray(steps) ? steps.filter((s) => s && typeof s.chart === 'string') : [];
+  } catch {
+    return [];
+  }
+}
+
+export function saveSteps(steps) {
+  localStorage.setItem(PRESET_KEY, JSON.stringify(steps));
+}
+
+export function addStep(step) {
+  const steps = loadSteps();
+  steps.push(step);
+  saveSteps(steps);
+  return steps.length;
+}
+
+// ------------------------------------------------------------ links
+
+// The embed parameters of the current view: defaults left out, the image only where the chart needs one.
+export function embedQuery(state, chart) {
+  const q = new URLSearchParams();
+  for (const key of EMBED_KEYS) {
+    const v = state[key];
+    if (key === 'image' && chart && chart.image === false) continue;
+    if (v === null || v === undefined || v === '' || v === DEFAULTS[key]) continue;
+    q.set(key, String(v));
+  }
+  return q.toString().replace(/%2C/g, ',');
+}
+
+export const embedUrl = (chartId, query) => `${location.origin}/embed/${chartId}${query ? `?${query}` : ''}`;
+export const exportUrl = (chartId, query) => `/api/export/${chartId}.html${query ? `?${query}` : ''}`;
+
+const escapeAttr = (s) => String(s).replace(/&/g, '&amp;').replace(/"/g, '&quot;').replace(/</g, '&lt;');
+
+export function iframeCode(chart, query) {
+  return `<iframe src="${escapeAttr(embedUrl(chart.id, query))}" width="800" height="450" style="border:0" loading="lazy" title="${escapeAttr(`resviz: ${chart.title}`)}"></iframe>`;
+}
+
+// ------------------------------------------------------------ the buttons
+
+function button(label, act, title) {
+  const b = document.createElement('button');
+  b.type = 'button';
+  b.textContent = label;
+  b.dataset.act = act;
+  b.title = title;
+  return b;
+}
+
+async function copyText(text) {
+  try {
+    await navigator.clipboard.writeText(text);
+    return true;
+  } catch {
+    return false; // not a secure context, or no permission: the dialog shows the code instead
+  }
+}
+
+function showCode(code) {
+  let dialog = document.getElementById('embed-dialog');
+  if (!dialog) {
+    dialog = document.createElement('dialog');
+    dialog.id = 'embed-dialog';
+    dialog.className = 'embed-dialog';
+    dialog.innerHTML = '<p>Copy this into your slides or web page:</p><textarea readonly rows="4"></textarea><form method="dialog"><button>Close</button></form>';
+    document.body.append(dialog);
+  }
+  const area = dialog.querySelector('textarea');
+  area.value = code;
+  if (!dialog.open) dialog.showModal();
+  area.select();
+}
+
+export async function initShare(app) {
+  let charts;
+  try {
+    const response = await fetch('/api/charts');
+    charts = await response.json();
+  } catch {
+    return; // the page works without the lecture tools
+  }
+  const hooks = window.__resviz || {};
+  for (const chart of charts) {
+    const el = document.getElementById(chart.element);
+    const figure = el?.closest('figure');
+    if (!figure || figure.querySelector('.chart-tools')) continue;
+    const tools = document.createElement('div');
+    tools.className = 'chart-tools';
+    tools.dataset.hideKey = 'share';
+    tools.dataset.chart = chart.id;
+    tools.setAttribute('role', 'group');
+    tools.setAttribute('aria-label', `share: ${chart.title}`);
+    const html = document.createElement('a');
+    html.textContent = 'HTML';
+    html.dataset.act = 'html';
+    html.title = 'Download this chart as one standalone HTML file (works offline)';
+    html.href = exportUrl(chart.id, '');
+    html.setAttribute('download', '');
+    const note = Object.assign(document.createElement('span'), { className: 'chart-tools-note' });
+    note.setAttribute('aria-live', 'polite');
+    tools.append(
+      button('Copy embed code', 'embed', 'Copy an <iframe> that shows this chart, as it is now, in a slide or web page'),
+      html,
+      button('PNG', 'png', 'Download as PNG'),
+      button('SVG', 'svg', 'Download as SVG'),
+      button('+ Preset', 'preset', 'Add this chart, as it is now, as a step of the preset on the Lecture page'),
+      note,
+    );
+    figure.append(tools);
+
+    const say = (text) => {
+      note.textContent = text;
+      clearTimeout(note.timer);
+      note.timer = setTimeout(() => (note.textContent = ''), 4000);
+    };
+    const ready = () => {
+      if (chart.image && !app.state.image) {
+        app.showError('choose an image first: the chart needs one');
+        return false;
+      }
+      return true;
+    };
+    const query = () => embedQuery(app.state, chart);
+    const filename = () => ['resviz', chart.id, app.state.model, chart.image ? app.state.image.slice(0, 16) : ''].filter(Boolean).join('-');
+
+    html.addEventListener('click', (e) => {
+      if (!ready()) {
+        e.preventDefault();
+        return;
+      }
+      html.href = exportUrl(chart.id, query());
+      html.setAttribute('download', `${filename()}.html`);
+      say('Building the HTML file…');
+    });
+    tools.addEventListener('click', async (e) => {
+      const act = e.target.closest('button')?.dataset.act;
+      if (!act || !ready()) return;
+      if (act === 'embed') {
+        const code = iframeCode(chart, query());
+        hooks.lastEmbed = code;
+        if (await copyText(code)) say('Embed code copied');
+        else showCode(code);
+      } else if (act === 'png' || act === 'svg') {
+        if (!el.classList.contains('js-plotly-plot')) {
+          say('Not drawn yet');
+          return;
+        }
+        const width = Math.max(400, Math.round(el.clientWidth));
+        const height = Math.max(300, Math.round(el.clientHeight));
+        await Plotly.downloadImage(el, { format: act, filename: filename(), width, height, scale: act === 'png' ? 2 : 1 });
+      } else if (act === 'preset') {
+        const s = app.state;
+        const what = chart.image ? `${s.model}, ${s.image.length === 64 ? `${s.image.slice(0, 8)}…` : s.image}` : s.model;
+        const n = addStep({ title: `${chart.title} (${what})`, chart: chart.id, mode: 'embed', query: query(), hide: '' });
+        say(`Added as step ${n} of the preset`);
+      }
+    });
+  }
+}

@@ -1,0 +1,334 @@
+"""Lecture mode: chart catalogue, embeds that survive restarts, CSP, readable errors, offline export, presets, store."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from app.api.embed import EXAMPLE_PRESET, decode_steps, encode_steps
+from app.config import Settings
+from app.export_html import network_references
+from app.figures import CHARTS
+from app.main import create_app
+from app.runtime.store import ImageStore
+
+from .conftest import png_bytes
+
+GRAPHS = ("running", "batch", "grad-running", "grad-batch", "lesion")
+REQUIRED = {
+    "activations",
+    "histogram",
+    "heatmap",
+    "featuremaps",
+    "batchnorm",
+    "gradients",
+    "depth-sweep",
+    "lesion",
+    "residuals",
+    "residual-scatter",
+    "prediction",
+}
+BASE = {"model": "resnet20", "weights": "init"}
+DEFAULT_CSP = "frame-ancestors 'self' http://localhost:* http://127.0.0.1:*"
+# What an offline document must not contain (besides network_references' broader check).
+FORBIDDEN = re.compile(r"""src\s*=\s*["']?\s*http|href\s*=\s*["']?\s*http|@import|url\(\s*["']?\s*http""", re.I)
+
+
+@pytest.fixture
+def client(exported: Callable, make_client: Callable) -> TestClient:
+    exported("resnet20", kinds=GRAPHS)
+    return make_client()
+
+
+def _upload(client: TestClient, data: bytes, name: str = "x.png") -> str:
+    r = client.post("/api/images", files={"image": (name, data, "image/png")})
+    assert r.status_code == 201, r.text
+    return r.json()["id"]
+
+
+def _config(html: str) -> dict:
+    m = re.search(r'<script type="application/json" id="embed-config">(.*?)</script>', html, re.S)
+    assert m, "the embed page carries its configuration"
+    return json.loads(m.group(1))
+
+
+def _figure(html: str) -> dict:
+    m = re.search(r'<script type="application/json" id="resviz-figure">(.*?)</script>', html, re.S)
+    assert m, "the export carries the figure as JSON"
+    return json.loads(m.group(1))
+
+
+def _analysis(client: TestClient, image_id: str, **params: str) -> dict:
+    r = client.post("/api/models/resnet20/analyze", params={"image_id": image_id, **BASE, **params})
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+# ---------------------------------------------------------------- catalogue and pages
+
+
+def test_chart_catalogue(client: TestClient) -> None:
+    r = client.get("/api/charts")
+    assert r.status_code == 200
+    rows = {c["id"]: c for c in r.json()}
+    assert REQUIRED <= set(rows)
+    for c in rows.values():
+        assert c["title"] and c["endpoints"] and c["embed"] == f"/embed/{c['id']}"
+        assert all(re.match(r"^(GET|POST) /api/", e) for e in c["endpoints"])
+    assert rows["depth-sweep"]["image"] is False and rows["depth-sweep"]["endpoints"] == [
+        "GET /api/gradients/depth-sweep"
+    ]
+    assert "POST /api/models/{model}/gradients" in rows["gradients"]["endpoints"]
+    assert "GET /api/models/{model}/featuremap" in rows["featuremaps"]["endpoints"]
+    page = client.get("/").text
+    assert 'href="/presets"' in page, "the nav links the lecture page"
+    ids = set(re.findall(r'id="(chart-[a-z-]+)"', page))
+    assert {c["element"] for c in rows.values()} <= ids, "every chart names its element on the main page"
+
+
+def test_every_embed_renders_with_its_data(client: TestClient) -> None:
+    """Each chart's page answers 200 and every data endpoint it needs answers too (sample image by name)."""
+    for chart in CHARTS:
+        r = client.get(f"/embed/{chart}", params={**BASE, "image": "shapes-32", "block": "layer2.0"})
+        assert r.status_code == 200, (chart, r.text[:400])
+        assert r.headers["content-type"].startswith("text/html")
+        cfg = _config(r.text)
+        assert cfg["chart"] == chart and cfg["model"] == "resnet20" and cfg["block"] == "layer2.0"
+        assert '<script type="module" src="/static/js/embed.js">' in r.text
+        assert 'class="site-header"' not in r.text, "an embed is the chart alone"
+        if chart == "depth-sweep":
+            assert cfg["image_id"] is None
+            continue
+        image_id = cfg["image_id"]
+        assert re.fullmatch(r"[0-9a-f]{64}", image_id)
+        a = _analysis(client, image_id)
+        assert len(a["layers"]) == 50
+        q = {"image_id": image_id, **BASE}
+        target = a["prediction"][0]["top"][0]["index"]
+        if chart == "featuremaps":
+            r = client.get("/api/models/resnet20/featuremap", params={**q, "tap": "layer2.0", "channel": 0})
+            assert r.status_code == 200 and len(r.json()["values"]) == 16
+        elif chart == "gradients":
+            for gates in ("all-on", "all-off"):
+                r = client.post("/api/models/resnet20/gradients", params={**q, "gates": gates, "target": target})
+                assert r.status_code == 200 and len(r.json()["blocks"]) == 9
+        elif chart == "lesion":
+            r = client.post("/api/models/resnet20/lesion", params={**q, "target": target})
+            assert r.status_code == 200 and len(r.json()["blocks"]) == 9
+    assert any(img["name"] == "shapes-32.png" for img in client.get("/api/images").json()), "samples are stored"
+
+
+def test_stored_image_embed_survives_restart(exported: Callable, models_dir: Path, data_dir: Path) -> None:
+    exported("resnet20")
+    settings = Settings(models_dir=models_dir, data_dir=data_dir, export_on_start=False)
+    data = png_bytes((36, 28), seed=11)
+    with TestClient(create_app(settings)) as first:
+        image_id = _upload(first, data, "lecture.png")
+        before = first.get("/embed/residuals", params={**BASE, "image": image_id})
+        assert before.status_code == 200
+    with TestClient(create_app(Settings(models_dir=models_dir, data_dir=data_dir, export_on_start=False))) as second:
+        listed = {i["id"]: i for i in second.get("/api/images").json()}
+        assert listed[image_id]["name"] == "lecture.png" and listed[image_id]["bytes"] == len(data)
+        assert second.get(f"/api/images/{image_id}").content == data
+        r = second.get("/embed/residuals", params={**BASE, "image": image_id, "gates": "all-off"})
+        assert r.status_code == 200, r.text
+        cfg = _config(r.text)
+        assert cfg["image_id"] == image_id and cfg["gates"] == "all-off"
+        a = _analysis(second, image_id, gates="all-off")
+        assert a["input"]["images"] == [image_id] and all(b["gate"] == 0 for b in a["blocks"])
+        exported_html = second.get("/api/export/residuals.html", params={**BASE, "image": image_id})
+        assert exported_html.status_code == 200
+        ratios = _figure(exported_html.text)["data"][0]["y"]
+        assert ratios == pytest.approx([b["ratio"] for b in _analysis(second, image_id)["blocks"]])
+
+
+# ---------------------------------------------------------------- frame policy
+
+
+def test_csp_headers(client: TestClient, make_client: Callable) -> None:
+    for path in ("/embed/prediction?model=resnet20&weights=init&image=shapes-32", "/embed/nope", "/embed/prediction"):
+        assert client.get(path).headers["content-security-policy"] == DEFAULT_CSP, path
+    for path in ("/", "/presets", "/api/charts", "/api/export/prediction.html?weights=init&image=shapes-32"):
+        assert client.get(path).headers["content-security-policy"] == "frame-ancestors 'self'", path
+    wide = make_client(embed_frame_ancestors="'self' https://lms.example.edu")
+    r = wide.get("/embed/prediction", params={**BASE, "image": "shapes-32"})
+    assert r.headers["content-security-policy"] == "frame-ancestors 'self' https://lms.example.edu"
+    assert wide.get("/presets").headers["content-security-policy"] == "frame-ancestors 'self'"
+
+
+# ---------------------------------------------------------------- readable errors
+
+
+def test_unknown_image_and_chart_are_404_pages(client: TestClient) -> None:
+    missing = "ab" * 32
+    r = client.get("/embed/activations", params={**BASE, "image": missing})
+    assert r.status_code == 404 and r.headers["content-type"].startswith("text/html")
+    assert f"no stored image with id {missing}" in r.text and 'role="alert"' in r.text
+    assert r.headers["content-security-policy"] == DEFAULT_CSP, "the message shows inside the reader's iframe"
+    r = client.get("/embed/activations", params={**BASE, "image": "cat.jpg"})
+    assert r.status_code == 404 and "neither a stored image id" in r.text and "shapes-32" in r.text
+    r = client.get("/embed/piechart", params={**BASE, "image": "shapes-32"})
+    assert r.status_code == 404 and "unknown chart" in r.text and "residual-scatter" in r.text
+    r = client.get("/api/export/activations.html", params={**BASE, "image": missing})
+    assert r.status_code == 404 and f"no stored image with id {missing}" in r.json()["detail"]
+    assert client.get("/api/export/piechart.html").status_code == 404
+
+
+@pytest.mark.parametrize(
+    ("params", "status", "message"),
+    [
+        ({"gates": "on,off"}, 400, "gates must be"),
+        ({"gates": "1,1,1"}, 400, "gates has 3 values but this model has 9 blocks"),
+        ({"gates": ",".join(["2"] * 9)}, 400, "every gate must lie in [0, 1]"),
+        ({"bn": "train"}, 400, "bn must be one of running, batch"),
+        ({"model": "vgg19"}, 404, "unknown model 'vgg19'"),
+        ({"weights": "nope"}, 404, "unknown weights 'nope'"),
+        ({"channel": "-1"}, 400, "channel must be a whole number"),
+        ({"range": "wide"}, 400, "range must be one of common, own"),
+        ({"layer": "layer9.9"}, 400, "unknown layer 'layer9.9' for resnet20"),
+        ({"block": "layer1.7"}, 400, "unknown block 'layer1.7' for resnet20"),
+        ({"image": ""}, 400, "needs an image"),
+    ],
+)
+def test_malformed_parameters(client: TestClient, params: dict, status: int, message: str) -> None:
+    q = {**BASE, "image": "shapes-32", **params}
+    r = client.get("/embed/histogram", params=q)
+    assert r.status_code == status and r.headers["content-type"].startswith("text/html")
+    assert message.replace("'", "&#39;") in r.text, r.text
+    r = client.get("/api/export/histogram.html", params=q)
+    assert r.status_code == status and message in r.json()["detail"]
+
+
+# ---------------------------------------------------------------- offline export
+
+
+def _assert_offline(html: str) -> None:
+    assert not FORBIDDEN.search(html), FORBIDDEN.search(html).group(0)
+    assert network_references(html) == []
+    assert "<script src" not in html and "<link" not in html, "no external script or style"
+    assert "Content-Security-Policy" in html and "default-src 'none'" in html
+    assert "Plotly.newPlot" in html and len(html) > 3_000_000, "plotly.js is inlined"
+
+
+def test_export_every_chart_offline_with_data(client: TestClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    sweep = {
+        "bn": "running",
+        "weights": "init",
+        "layer": "first block's first conv (dL/dW norm)",
+        "depths": [20, 32, 44, 56, 110],
+        "residual": [0.5, 0.45, 0.4, 0.41, 0.39],
+        "plain": [0.5, 0.2, 0.05, 0.01, 1e-4],
+        "rows": [],
+    }
+    from app.runtime.service import Payload
+
+    monkeypatch.setattr(client.app.state.service, "depth_sweep", lambda blob, weights, bn: Payload.of(sweep))
+    image_id = _upload(client, png_bytes((32, 32), seed=3))
+    analysis = _analysis(client, image_id)
+    for chart in CHARTS:
+        r = client.get(f"/api/export/{chart}.html", params={**BASE, "image": image_id, "layer": "layer1.1.bn2"})
+        assert r.status_code == 200, (chart, r.text[:300])
+        assert r.headers["content-type"].startswith("text/html")
+        assert "resviz-" + chart in r.headers["content-disposition"]
+        html = r.text
+        _assert_offline(html)
+        fig = _figure(html)
+        assert fig["data"] and fig["layout"] and fig["config"]["displaylogo"] is False
+        values = [v for t in fig["data"] for v in (t.get("y") or []) + (t.get("z") or []) if v is not None]
+        assert values, chart
+        assert CHARTS[chart].title.replace("'", "&#x27;") in html
+        if chart == "activations":
+            assert fig["data"][0]["y"] == pytest.approx([t["stats"]["mean"] for t in analysis["layers"]])
+        elif chart == "prediction":
+            top = analysis["prediction"][0]["top"]
+            assert fig["data"][0]["x"] == pytest.approx([t["probability"] for t in reversed(top)])
+        elif chart == "histogram":
+            layer = next(t for t in analysis["layers"] if t["id"] == "layer1.1.bn2")
+            assert fig["data"][0]["y"] == layer["histogram"]["counts"]
+        elif chart == "depth-sweep":
+            assert fig["data"][1]["y"] == sweep["plain"]
+        elif chart == "batchnorm":
+            assert "layer1.1.bn2" in fig["data"][1]["name"]
+    r = client.get("/api/export/prediction.html", params={**BASE, "image": "shapes-32", "download": "1"})
+    assert r.status_code == 200 and r.headers["content-disposition"].startswith("attachment;")
+
+
+# ---------------------------------------------------------------- the store: full, atomic, nothing evicted
+
+
+def test_full_store_is_507_and_keeps_every_image(exported: Callable, make_client: Callable, data_dir: Path) -> None:
+    exported("resnet20")
+    blobs = [png_bytes((24, 24), seed=i) for i in range(3)]
+    client = make_client(store_max_bytes=len(blobs[0]) + len(blobs[1]) + 10)
+    ids = [_upload(client, b, f"{i}.png") for i, b in enumerate(blobs[:2])]
+    r = client.post("/api/images", files={"image": ("2.png", blobs[2], "image/png")})
+    assert r.status_code == 507
+    detail = r.json()["detail"]
+    assert "image store is full" in detail and "resviz images delete" in detail
+    listed = {i["id"] for i in client.get("/api/images").json()}
+    assert listed == set(ids), "nothing was evicted to make room"
+    for i, b in zip(ids, blobs[:2], strict=True):
+        assert client.get(f"/api/images/{i}").content == b
+        assert client.get("/embed/prediction", params={**BASE, "image": i}).status_code == 200
+    again = client.post("/api/images", files={"image": ("0.png", blobs[0], "image/png")})
+    assert again.status_code == 201 and again.json()["created"] is False, "a stored image can be sent again"
+    r = client.get("/embed/prediction", params={**BASE, "image": "grating-32"})
+    assert r.status_code == 507 and "image store is full" in r.text, "a sample that cannot be stored says why"
+    assert not [p.name for p in (data_dir / "images").iterdir() if p.name.startswith(".")], "no temporary files left"
+
+
+def test_store_write_is_atomic(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import app.runtime.store as store_module
+
+    store = ImageStore(tmp_path, 10_000)
+    data = png_bytes((8, 8))
+    image_id = "cd" * 32
+
+    def broken_replace(src: object, dst: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(store_module.os, "replace", broken_replace)
+    with pytest.raises(OSError):
+        store.put(image_id, data)
+    assert not store.exists(image_id) and store.list() == []
+    assert list((tmp_path / "images").iterdir()) == [], "no partial or temporary file is left behind"
+    monkeypatch.undo()
+    assert store.put(image_id, data) is True and store.get(image_id) == data
+    assert ImageStore(tmp_path, 10_000).list()[0]["id"] == image_id, "a new store on the same directory sees it"
+
+
+# ---------------------------------------------------------------- presets
+
+
+def test_presets_pages_and_links(client: TestClient) -> None:
+    r = client.get("/presets")
+    assert r.status_code == 200 and 'src="/static/js/presets.js"' in r.text and 'aria-current="page">Lecture' in r.text
+    encoded = encode_steps(EXAMPLE_PRESET)
+    assert re.fullmatch(r"[A-Za-z0-9_-]+", encoded), "base64url without padding"
+    steps = decode_steps(encoded)
+    assert [s["chart"] for s in steps] == [s["chart"] for s in EXAMPLE_PRESET]
+    assert steps[0]["url"] == "/embed/prediction?model=resnet20&image=shapes-32"
+    assert steps[-1]["url"].startswith(
+        "/?model=resnet20&image=shapes-32&view=residuals&hide=nav,controls,strip,tabs,share"
+    )
+    r = client.get("/presets/play", params={"steps": encoded})
+    assert r.status_code == 200
+    m = re.search(r'<script type="application/json" id="presets-data">(.*?)</script>', r.text, re.S)
+    data = json.loads(m.group(1))
+    assert data["mode"] == "play" and [s["url"] for s in data["steps"]] == [s["url"] for s in steps]
+    for s in steps[:3]:  # the steps' embed links work
+        assert client.get(s["url"].replace("model=resnet20", "model=resnet20&weights=init")).status_code == 200
+    for bad, message in [
+        ("!!!", "not base64url-encoded JSON"),
+        (encode_steps([{"chart": "piechart"}]), "unknown chart"),
+        ("", "names no steps"),
+    ]:
+        r = client.get("/presets/play", params={"steps": bad})
+        assert r.status_code == 400 and message in r.text, bad
+    evil = encode_steps([{"chart": "prediction", "query": "model=resnet20&next=https://evil.example"}])
+    assert decode_steps(evil)[0]["url"] == "/embed/prediction?model=resnet20", "steps only point at this server"
