@@ -77,6 +77,9 @@ def analyze(
     tap_meta = man["taps"]
     reports = tap_reports(taps, man, bn)
     t_stats = time.perf_counter()
+    fmap_ids = _feature_map_taps(man, feature_maps)
+    # PNG encoding releases the GIL: let the pool draw thumbnails while this thread assembles.
+    fmap_jobs = [_POOL.submit(thumbnails, taps[tid], reports[tid]["_channel_mean"], k) for tid in fmap_ids]
 
     layers = []
     for t in tap_meta:
@@ -90,10 +93,15 @@ def analyze(
             }
         )
 
+    static = _static(model)
     batchnorm = []
     for b in man["batchnorm"]:
         before, after = reports[b["input"]], reports[b["id"]]
-        _, _, used_mean, used_var = bn_affine(b, before, bn)
+        params = static[b["id"]]
+        if bn == "batch":
+            used = {"used_mean": compact(before["_channel_mean"]), "used_var": compact(before["_channel_var"])}
+        else:
+            used = {"used_mean": params["running_mean"], "used_var": params["running_var"]}
         batchnorm.append(
             {
                 "id": b["id"],
@@ -101,12 +109,8 @@ def analyze(
                 "channels": b["channels"],
                 "eps": b["eps"],
                 "mode": bn,
-                "gamma": b["gamma"],
-                "beta": b["beta"],
-                "running_mean": b["running_mean"],
-                "running_var": b["running_var"],
-                "used_mean": compact(used_mean),
-                "used_var": compact(used_var),
+                **params,
+                **used,
                 "before": {"stats": before["stats"], "histogram": before["histogram"]},
                 "after": {"stats": after["stats"], "histogram": after["histogram"]},
             }
@@ -136,8 +140,7 @@ def analyze(
             }
         )
 
-    fmap_ids = _feature_map_taps(man, feature_maps)
-    fmaps = {tid: thumbnails(taps[tid], reports[tid]["_channel_mean"], k) for tid in fmap_ids}
+    fmaps = {tid: job.result() for tid, job in zip(fmap_ids, fmap_jobs, strict=True)}
     t_end = time.perf_counter()
     return {
         "model": {
@@ -164,6 +167,16 @@ def analyze(
             "total": 1e3 * (t_end - t0),
         },
     }
+
+
+def _static(model: LoadedModel) -> dict[str, dict]:
+    """Per-model constants of the answer (BN parameters, rounded once), cached on the model."""
+    cached = model.cache.get("bn_static")
+    if cached is None:
+        keys = ("gamma", "beta", "running_mean", "running_var")
+        cached = {b["id"]: {k: compact(b[k]) for k in keys} for b in model.manifest["batchnorm"]}
+        model.cache["bn_static"] = cached
+    return cached
 
 
 def bn_affine(b: dict, before: dict, bn: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:

@@ -56,6 +56,7 @@ class LoadedModel:
     directory: Path
     manifest: dict
     sessions: dict[str, ort.InferenceSession] = field(default_factory=dict)
+    cache: dict[str, object] = field(default_factory=dict)  # per-model constants derived once
 
     @property
     def key(self) -> str:
