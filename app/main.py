@@ -14,7 +14,7 @@ from fastapi import FastAPI, Request  # noqa: E402
 from fastapi.responses import FileResponse, JSONResponse, Response  # noqa: E402
 from fastapi.staticfiles import StaticFiles  # noqa: E402
 
-from app.api import analyze, chapter, embed, gradients, images, models, pages  # noqa: E402
+from app.api import analyze, chapter, embed, gradients, images, lab, models, pages  # noqa: E402
 from app.config import Settings, get_settings  # noqa: E402
 from app.runtime.registry import ExportError, ModelRegistry, UnknownModelError  # noqa: E402
 from app.runtime.service import AnalysisService, RequestError  # noqa: E402
@@ -143,7 +143,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
 
     app.mount("/static", StaticFiles(directory=ROOT / "static"), name="static")
-    for router in (models.router, analyze.router, gradients.router, images.router, pages.router, embed.router):
+    routers = (models, analyze, gradients, images, pages, embed, chapter, lab)
+    for router in (m.router for m in routers):
         app.include_router(router)
-    app.include_router(chapter.router)
     return app

@@ -98,3 +98,6 @@ export function featureMap(name, p, signal) {
   const q = query({ image_id: p.imageId, tap: p.tap, channel: p.channel, gates: p.gates, bn: p.bn, weights: p.weights });
   return request(`/api/models/${encodeURIComponent(name)}/featuremap${q}`, { signal });
 }
+
+/** GET a JSON document (throws ApiError with the server's message on failure). */
+export const getJSON = (url, signal) => request(url, { signal });

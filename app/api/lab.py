@@ -1,0 +1,138 @@
+"""Degradation lab: training curves of plain and residual CIFAR nets, and the paper's Fig. 7."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, Response
+
+from app.api.analyze import _in_thread
+from app.api.deps import RegistryDep, ServiceDep, payload_response
+from app.api.pages import TEMPLATES
+from app.paths import SHIPPED_WEIGHTS_DIR
+from app.runtime.analysis import run_taps, tap_reports
+from app.runtime.preprocess import prepare
+from app.runtime.registry import ModelRegistry, parse_bn
+from app.runtime.service import Payload, RequestError
+
+router = APIRouter(tags=["lab"])
+SAMPLES = Path(__file__).resolve().parent.parent.parent / "static" / "samples"
+WINDOW = 25  # steps averaged for "final training loss", as in the training logs
+
+
+def training_logs(weights_dir: Path = SHIPPED_WEIGHTS_DIR) -> list[dict]:
+    """Every shipped training log: curves and the summary numbers, shallow models first."""
+    rows = []
+    for path in sorted(weights_dir.glob("*.log.json")):
+        log = json.loads(path.read_text())
+        rows.append(
+            {
+                "model": log["model"],
+                "depth": int(log["model"].removeprefix("resnet")),
+                "plain": bool(log["plain"]),
+                "steps": log["steps"],
+                "batch_size": log["batch_size"],
+                "loss": log["loss"],
+                "accuracy": log["accuracy"],
+                "final_train_loss": float(np.mean(log["loss"][-WINDOW:])),
+                "final_train_accuracy": float(np.mean(log["accuracy"][-WINDOW:])),
+                "held_out_accuracy": log["held_out"]["accuracy"],
+                "wall_time_s": log["wall_time_s"],
+                "lr_schedule": log["lr_schedule"],
+                "seed": log["seed"],
+            }
+        )
+    rows.sort(key=lambda r: (r["depth"], r["plain"]))
+    return rows
+
+
+def degradation_verdict(rows: list[dict]) -> list[str]:
+    """Plain-language findings computed from the logs (what the numbers show, nothing more)."""
+    by = {(r["depth"], r["plain"]): r for r in rows}
+    depths = sorted({r["depth"] for r in rows})
+    out = []
+    if len(depths) >= 2 and all((d, True) in by for d in depths):
+        shallow, deep = by[(depths[0], True)], by[(depths[-1], True)]
+        worse = deep["final_train_loss"] > shallow["final_train_loss"]
+        out.append(
+            f"Plain-{deep['depth']} ends with training loss {deep['final_train_loss']:.3f} against "
+            f"{shallow['final_train_loss']:.3f} for plain-{shallow['depth']} after the same {deep['steps']} steps: "
+            + (
+                "the deeper plain network trains worse, on the training set itself (degradation)."
+                if worse
+                else "on this data the deeper plain network does not train worse."
+            )
+        )
+    for d in depths:
+        if (d, True) in by and (d, False) in by:
+            p, r = by[(d, True)], by[(d, False)]
+            out.append(
+                f"{d} layers: residual {r['final_train_loss']:.3f} (held-out accuracy {r['held_out_accuracy']:.1%}) "
+                f"against plain {p['final_train_loss']:.3f} ({p['held_out_accuracy']:.1%})."
+            )
+    return out
+
+
+def _probe_batch() -> list[bytes]:
+    return [p.read_bytes() for p in sorted(SAMPLES.glob("set-*.png"))]
+
+
+def fig7(registry: ModelRegistry, bn: str, names: tuple[str, ...] = ("resnet20", "resnet56", "resnet110")) -> dict:
+    """Std of every 3x3 layer's response (after BN, before ReLU) for the shipped plain and residual nets."""
+    blobs = _probe_batch()
+    if not blobs:
+        raise RequestError("no probe images (static/samples/set-*.png); run scripts/make_samples.py")
+    series = []
+    for name in names:
+        for variant, plain in (("trained", False), ("plain", True)):
+            if variant not in registry.variants(name):
+                continue
+            model = registry.get(name, variant)
+            kernels = {layer["id"]: layer["kernel"] for layer in model.manifest["layers"]}
+            bn_ids = [b["id"] for b in model.manifest["batchnorm"] if kernels.get(b["input"]) == 3]
+            gates = np.full(model.num_blocks, 0.0 if plain else 1.0, np.float32)
+            x = np.stack([prepare(b, model.manifest["preprocessing"])[0] for b in blobs])
+            taps = run_taps(registry, model, x, gates, bn)
+            reports = tap_reports(taps, model.manifest, bn)
+            series.append(
+                {
+                    "model": name,
+                    "depth": model.manifest["depth"],
+                    "plain": plain,
+                    "weights": variant,
+                    "layers": bn_ids,
+                    "std": [reports[i]["stats"]["std"] for i in bn_ids],
+                }
+            )
+    return {"bn": bn, "images": len(blobs), "series": series}
+
+
+@router.get("/api/lab/training")
+def lab_training() -> dict:
+    """Training curves and summary numbers of the shipped plain and residual CIFAR models."""
+    rows = training_logs()
+    return {"runs": rows, "findings": degradation_verdict(rows)}
+
+
+@router.get("/api/lab/fig7")
+async def lab_fig7(request: Request, registry: RegistryDep, service: ServiceDep, bn: str = "running") -> Response:
+    """The paper's Fig. 7 for the shipped models: response std of each 3x3 layer."""
+    try:
+        mode = parse_bn(bn)
+    except ValueError as exc:
+        raise RequestError(str(exc)) from None
+    key = ("fig7", mode)
+    hit = service.cache.get(key)
+    if hit is None:
+        hit = Payload.of(await _in_thread(fig7, registry, mode))
+        service.cache.put(key, hit)
+    return payload_response(request, hit)
+
+
+@router.get("/lab", response_class=HTMLResponse, include_in_schema=False)
+def lab_page(request: Request) -> HTMLResponse:
+    """The degradation lab page."""
+    return TEMPLATES.TemplateResponse(request, "lab.html", {})
