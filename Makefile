@@ -42,6 +42,12 @@ test-fast: $(VENV)/.dev
 bench: $(VENV)/.dev
 	$(PY) bench/run.py
 
+# Re-create the shipped CIFAR weights (trained on the generated data set; ~1 h on 2 cores), then export them.
+weights: $(VENV)/.base
+	bash scripts/make_weights.sh
+	$(VENV)/bin/resviz export resnet20 resnet56 resnet110 --weights trained
+	$(VENV)/bin/resviz export resnet20 resnet56 resnet110 --weights plain
+
 export: $(VENV)/.base
 	$(VENV)/bin/resviz export --all
 

@@ -219,6 +219,33 @@ def cmd_gradients(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train(args: argparse.Namespace) -> int:
+    """Train a CIFAR model on the generated set (or CIFAR-10), then export it with its new weights."""
+    from app.nets.export import export_model
+    from app.nets.train import main as train_main
+    from app.nets.weights import WeightsError, import_weights
+    from app.paths import SHIPPED_WEIGHTS_DIR
+
+    rc = train_main(args.train_args)
+    if rc != 0:
+        return rc
+    model = args.train_args[0]
+    plain = "--plain" in args.train_args
+    out = Path(args.train_args[args.train_args.index("--out") + 1]) if "--out" in args.train_args else None
+    models_dir = Path(args.models_dir)
+    if out is None or out.resolve() == SHIPPED_WEIGHTS_DIR.resolve():
+        variant = "plain" if plain else "trained"
+    else:  # weights written elsewhere: register them as their own variant
+        variant = f"{'plain' if plain else 'residual'}-run"
+        try:
+            import_weights(out / f"{model}-{'plain' if plain else 'residual'}.pt", model, models_dir, variant)
+        except WeightsError as exc:
+            raise CLIError(str(exc)) from None
+    export_model(model, variant, models_dir, kinds=FULL_GRAPHS)
+    print(f"exported {model} with weights {variant!r}")
+    return 0
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     """Start the web app (exports missing default models first, in a subprocess)."""
     import uvicorn
@@ -322,6 +349,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     chapter.add_cli(sub)
 
+    s = sub.add_parser("train", help="train a CIFAR ResNet or its plain twin, then export it", add_help=False)
+    s.add_argument(
+        "train_args",
+        nargs=argparse.REMAINDER,
+        help="MODEL [--plain] [--steps N] [--data generated|cifar10:DIR] [--seed S] [--out DIR]",
+    )
+    s.set_defaults(func=cmd_train)
+
     s = sub.add_parser("images", help="manage stored images")
     s.add_argument("--data-dir", default=None)
     isub = s.add_subparsers(dest="action", required=True)
@@ -336,7 +371,13 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``resviz`` command."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if "train" in argv:  # everything after "train" belongs to the trainer (its own --help included)
+        i = argv.index("train")
+        args = parser.parse_args(argv[: i + 1])
+        args.train_args = argv[i + 1 :]
+    else:
+        args = parser.parse_args(argv)
     if getattr(args, "base_url", "unset") is None:
         from app.nets.weights import TORCHVISION_BASE_URL
 
