@@ -1,0 +1,367 @@
+"""Hand-written backward pass of a ResNet: loss, logits and gradient norms in one ONNX graph.
+
+``torch.autograd`` does not export to ONNX, so :class:`GradientGraph` runs its own forward pass
+(with the ResNet's weights, matching ``ResNet.forward`` numerically), keeps what the backward
+needs, and applies the chain rule layer by layer: cross-entropy, fc, global average pooling,
+then every block from the last to the first (gated sum, ReLU, BN in either mode, convolutions,
+projection or zero-pad shortcuts), and finally the stem (max pool, ReLU, BN, conv). Everything is
+plain tensor arithmetic, convolutions and one scatter, so the graph exports with the TorchScript
+exporter at opset 17 and runs in ONNX Runtime.
+
+Outputs are the mean cross-entropy ``loss``, the ``logits`` and L2 norms (over the whole batch)
+of the gradients named ``grad_in:<block>``, ``grad_out:<block>``, ``grad_act:<conv|fc>``,
+``grad_w:<conv|bn|fc>`` and ``grad_b:<bn>``; :meth:`GradientGraph.output_names` gives the order.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from app.nets.resnet import ResNet, ZeroPadShortcut, _Block
+from app.specs import BN_MODES
+
+OPSET = 17
+
+
+@dataclass
+class _BNCache:
+    """What the BN backward needs: normalised input (N, C, H, W) and 1/std (1, C, 1, 1)."""
+
+    x_hat: Tensor
+    invstd: Tensor
+
+
+@dataclass
+class _Layer:
+    """One conv + BN (+ ReLU) step of a forward pass, as saved for the backward."""
+
+    conv_path: str
+    bn_path: str
+    conv: nn.Conv2d
+    bn: nn.BatchNorm2d
+    x: Tensor  # conv input
+    cache: _BNCache
+    y: Tensor  # BN output (the ReLU mask is y > 0 when relu is set)
+    relu: bool
+
+
+@dataclass
+class _BlockTape:
+    """Saved tensors of one residual block: its body, shortcut and gated sum."""
+
+    path: str
+    block: _Block
+    gate: Tensor  # () float
+    x: Tensor  # block input
+    body: list[_Layer]
+    proj: _Layer | None  # projection shortcut (option B), None for identity or zero-pad
+    h: Tensor  # block output relu(F + g * S)
+
+
+def _norm(t: Tensor) -> Tensor:
+    """L2 norm over every element, as a 0-d tensor, accurate in float32 in torch and ONNX Runtime.
+
+    ``torch.linalg.vector_norm`` (eager, CPU) and ONNX Runtime's one-shot ``ReduceSum`` both drift
+    by up to ~1e-4 relative on tensors of a few million elements; summing one axis at a time keeps
+    every accumulation short.
+    """
+    sq = t.square()
+    for _ in range(t.dim()):
+        sq = sq.sum(dim=-1)
+    return sq.sqrt()
+
+
+def _channel(v: Tensor) -> Tensor:
+    """A per-channel vector (C,) as a broadcastable (1, C, 1, 1)."""
+    return v.view(1, -1, 1, 1)
+
+
+def _relu_backward(dy: Tensor, y: Tensor) -> Tensor:
+    """Gradient through a ReLU whose input (or output) is ``y``: keep it where y > 0."""
+    return torch.where(y > 0, dy, 0.0)
+
+
+def _conv_forward(conv: nn.Conv2d, x: Tensor) -> Tensor:
+    """The bias-free convolution of ``conv`` applied to ``x``."""
+    return F.conv2d(x, conv.weight, None, conv.stride, conv.padding, conv.dilation, conv.groups)
+
+
+def _conv_input_grad(conv: nn.Conv2d, dz: Tensor, x: Tensor) -> Tensor:
+    """dL/dx of a convolution: the transposed convolution, padded out to the input's shape."""
+    (kh, kw), (sh, sw), (ph, pw) = conv.kernel_size, conv.stride, conv.padding
+    oh, ow = dz.shape[2], dz.shape[3]
+    # A strided conv drops the last rows/columns when (H + 2p - k) % s != 0: restore them.
+    pad_h = int(x.shape[2]) - ((int(oh) - 1) * sh - 2 * ph + kh)
+    pad_w = int(x.shape[3]) - ((int(ow) - 1) * sw - 2 * pw + kw)
+    return F.conv_transpose2d(dz, conv.weight, None, (sh, sw), (ph, pw), (pad_h, pad_w))  # (N, Cin, H, W)
+
+
+def _conv_weight_grad(conv: nn.Conv2d, dz: Tensor, x: Tensor) -> Tensor:
+    """dL/dW of a convolution: correlate input and output gradient with batch and channel swapped."""
+    (kh, kw), (sh, sw) = conv.kernel_size, conv.stride
+    if (kh, kw) == (1, 1) and conv.padding == (0, 0):
+        # A 1x1 conv is a matmul per pixel: dW = sum over n, pixels of dz x^T (one GEMM per image).
+        xs = x[:, :, ::sh, ::sw].flatten(2)  # (N, Cin, OH*OW)
+        dw = torch.matmul(dz.flatten(2), xs.transpose(1, 2)).sum(dim=0)  # (Cout, Cin)
+        return dw[:, :, None, None]  # (Cout, Cin, 1, 1)
+    # (Cin, N, H, W) correlated with (Cout, N, OH, OW), the stride as dilation, sums over N.
+    # The ONNX exporter needs this "kernel" (dz) to have statically known OH, OW.
+    g = F.conv2d(x.transpose(0, 1), dz.transpose(0, 1), None, 1, conv.padding, (sh, sw))  # (Cin, Cout, >=kh, >=kw)
+    return g[:, :, :kh, :kw].transpose(0, 1)  # (Cout, Cin, kh, kw)
+
+
+def _bn_forward(bn: nn.BatchNorm2d, z: Tensor, mode: str) -> tuple[Tensor, _BNCache]:
+    """BN of ``z`` with running or current-batch statistics, exactly as ``resnet.batch_norm``."""
+    if mode == "running":
+        invstd = _channel(torch.rsqrt(bn.running_var + bn.eps))  # (1, C, 1, 1)
+        x_hat = (z - _channel(bn.running_mean)) * invstd
+        y = F.batch_norm(z, bn.running_mean, bn.running_var, bn.weight, bn.bias, False, 0.0, bn.eps)
+        return y, _BNCache(x_hat, invstd)
+    mu = z.mean(dim=(0, 2, 3), keepdim=True)  # (1, C, 1, 1)
+    var = ((z - mu) ** 2).mean(dim=(0, 2, 3), keepdim=True)  # population variance
+    invstd = torch.rsqrt(var + bn.eps)
+    x_hat = (z - mu) * invstd
+    y = x_hat * _channel(bn.weight) + _channel(bn.bias)
+    return y, _BNCache(x_hat, invstd)
+
+
+def _bn_backward(bn: nn.BatchNorm2d, cache: _BNCache, dy: Tensor, mode: str) -> tuple[Tensor, Tensor, Tensor]:
+    """(dL/dz, dL/dgamma, dL/dbeta) of a BN in ``mode``."""
+    dbeta = dy.sum(dim=(0, 2, 3))  # (C,)
+    dgamma = (dy * cache.x_hat).sum(dim=(0, 2, 3))  # (C,)
+    scale = _channel(bn.weight) * cache.invstd  # (1, C, 1, 1)
+    if mode == "running":
+        return dy * scale, dgamma, dbeta
+    # Batch statistics depend on z too: dz = gamma*invstd * (dy - mean(dy) - x_hat * mean(dy*x_hat)).
+    # Means instead of sums / m keep the batch size out of the graph (it is a dynamic axis).
+    mean_dy = dy.mean(dim=(0, 2, 3), keepdim=True)  # (1, C, 1, 1)
+    mean_dy_xhat = (dy * cache.x_hat).mean(dim=(0, 2, 3), keepdim=True)
+    return scale * (dy - mean_dy - cache.x_hat * mean_dy_xhat), dgamma, dbeta
+
+
+def _maxpool_backward(pool: nn.MaxPool2d, x: Tensor, dy: Tensor) -> Tensor:
+    """Route each window's gradient to its argmax (torch's choice on ties), summing overlaps."""
+    _, idx = F.max_pool2d(
+        x, pool.kernel_size, pool.stride, pool.padding, pool.dilation, pool.ceil_mode, return_indices=True
+    )  # (N, C, OH, OW), flat indices into each H*W plane
+    dx = torch.zeros_like(x).flatten(2)  # (N, C, H*W)
+    # max_unpool2d does not export; scatter-add (ScatterElements, reduction "add") does.
+    return dx.scatter_add(2, idx.flatten(2), dy.flatten(2)).view_as(x)
+
+
+def _zero_pad_forward(ds: ZeroPadShortcut, x: Tensor) -> Tensor:
+    """``ds(x)`` built by concatenating zeros: the same values, and unlike ``F.pad`` it keeps shapes static.
+
+    The TorchScript exporter loses every dimension of ``F.pad``'s output (even with constant pads),
+    and the weight-gradient convolutions downstream need the spatial sizes of their "kernel".
+    """
+    sub = x[:, :, :: ds.stride, :: ds.stride]  # (N, Cin, ceil(H/s), ceil(W/s))
+    before = ds.extra // 2
+    after = ds.extra - before
+    zeros_before = torch.zeros_like(sub[:, :1]).expand(-1, before, -1, -1)  # (N, before, ...)
+    zeros_after = torch.zeros_like(sub[:, :1]).expand(-1, after, -1, -1)
+    return torch.cat([zeros_before, sub, zeros_after], dim=1)  # (N, Cin + extra, ceil(H/s), ceil(W/s))
+
+
+def _zero_pad_backward(ds: ZeroPadShortcut, ds_out: Tensor, x: Tensor) -> Tensor:
+    """dL/dx of the option A shortcut: drop the padded channels, put zeros between strided samples."""
+    before = ds.extra // 2
+    cin = int(x.shape[1])
+    d = ds_out[:, before : before + cin]  # (N, Cin, ceil(H/s), ceil(W/s))
+    s = ds.stride
+    if s == 1:
+        return d
+    h, w = int(d.shape[2]), int(d.shape[3])
+    zeros = torch.zeros_like(d)
+    d = torch.stack([d] + [zeros] * (s - 1), dim=4).reshape(-1, cin, h, w * s)  # columns interleaved
+    zeros = torch.zeros_like(d)
+    d = torch.stack([d] + [zeros] * (s - 1), dim=3).reshape(-1, cin, h * s, w * s)  # rows interleaved
+    return d[:, :, : x.shape[2], : x.shape[3]]  # (N, Cin, H, W)
+
+
+class GradientGraph(nn.Module):
+    """Loss and gradient norms of a ResNet for one target class per image."""
+
+    def __init__(self, model: ResNet, bn_mode: str) -> None:
+        super().__init__()
+        if bn_mode not in BN_MODES:
+            raise ValueError(f"bn mode must be one of {BN_MODES}, got {bn_mode!r}")
+        self.model = model
+        self.bn_mode = bn_mode
+        self._names = self._build_names()
+
+    def _build_names(self) -> list[str]:
+        """Output names in forward order, checked to cover every conv and BN module once."""
+        names = ["loss", "logits"]
+
+        def layer(conv_path: str, bn_path: str) -> None:
+            names.extend([f"grad_act:{conv_path}", f"grad_w:{conv_path}", f"grad_w:{bn_path}", f"grad_b:{bn_path}"])
+
+        layer("conv1", "bn1")
+        for path, block in self.model.named_blocks():
+            names.extend([f"grad_in:{path}", f"grad_out:{path}"])
+            for conv_name, bn_name in self._body_names(block):
+                layer(f"{path}.{conv_name}", f"{path}.{bn_name}")
+            if isinstance(block.downsample, nn.Sequential):
+                layer(f"{path}.downsample.0", f"{path}.downsample.1")
+        names.extend(["grad_act:fc", "grad_w:fc"])
+        modules = dict(self.model.named_modules())
+        convs = {p for p, m in modules.items() if isinstance(m, nn.Conv2d)}
+        bns = {p for p, m in modules.items() if isinstance(m, nn.BatchNorm2d)}
+        covered = {n.split(":", 1)[1] for n in names if n.startswith(("grad_act:", "grad_b:"))} - {"fc"}
+        if covered != convs | bns or len(set(names)) != len(names):
+            raise ValueError("GradientGraph does not cover this model's conv and BN modules")
+        return names
+
+    @staticmethod
+    def _body_names(block: _Block) -> list[tuple[str, str]]:
+        """(conv, bn) attribute names of a block's residual branch F, in order."""
+        depth = 3 if hasattr(block, "conv3") else 2
+        return [(f"conv{k}", f"bn{k}") for k in range(1, depth + 1)]
+
+    def output_names(self) -> list[str]:
+        """Names of the tensors ``forward`` returns, in order."""
+        return list(self._names)
+
+    def _layer(
+        self, conv_path: str, bn_path: str, conv: nn.Conv2d, bn: nn.BatchNorm2d, x: Tensor, relu: bool
+    ) -> _Layer:
+        """Forward one conv + BN (+ ReLU) step, saving what its backward needs."""
+        z = _conv_forward(conv, x)
+        y, cache = _bn_forward(bn, z, self.bn_mode)
+        return _Layer(conv_path, bn_path, conv, bn, x, cache, y, relu)
+
+    def _layer_backward(self, layer: _Layer, dout: Tensor, out: dict[str, Tensor], need_input: bool) -> Tensor:
+        """Backward through ReLU (if any), BN and conv; records norms, returns dL/d(conv input) or dL/dz."""
+        dy = _relu_backward(dout, layer.y) if layer.relu else dout
+        dz, dgamma, dbeta = _bn_backward(layer.bn, layer.cache, dy, self.bn_mode)
+        out[f"grad_w:{layer.bn_path}"] = _norm(dgamma)
+        out[f"grad_b:{layer.bn_path}"] = _norm(dbeta)
+        out[f"grad_act:{layer.conv_path}"] = _norm(dz)
+        out[f"grad_w:{layer.conv_path}"] = _norm(_conv_weight_grad(layer.conv, dz, layer.x))
+        return _conv_input_grad(layer.conv, dz, layer.x) if need_input else dz
+
+    def _block_forward(self, path: str, block: _Block, x: Tensor, gate: Tensor) -> _BlockTape:
+        """Forward one residual block, H = relu(F(x) + g * S(x)), keeping its tape."""
+        body: list[_Layer] = []
+        names = self._body_names(block)
+        h = x
+        for k, (conv_name, bn_name) in enumerate(names):
+            relu = k < len(names) - 1
+            layer = self._layer(
+                f"{path}.{conv_name}", f"{path}.{bn_name}", getattr(block, conv_name), getattr(block, bn_name), h, relu
+            )
+            body.append(layer)
+            h = F.relu(layer.y) if relu else layer.y
+        ds = block.downsample
+        proj: _Layer | None = None
+        if ds is None:
+            s = x
+        elif isinstance(ds, ZeroPadShortcut):
+            s = _zero_pad_forward(ds, x)
+        else:
+            proj = self._layer(f"{path}.downsample.0", f"{path}.downsample.1", ds[0], ds[1], x, False)
+            s = proj.y
+        out = F.relu(h + gate * s)  # (N, C, H', W')
+        return _BlockTape(path, block, gate, x, body, proj, out)
+
+    def _block_backward(self, tape: _BlockTape, dh: Tensor, out: dict[str, Tensor]) -> Tensor:
+        """Backward of one block from dL/dH; records its norms and returns dL/dx."""
+        out[f"grad_out:{tape.path}"] = _norm(dh)
+        dsum = _relu_backward(dh, tape.h)  # dL/d(F + g*S)
+        d = dsum
+        for layer in reversed(tape.body):
+            d = self._layer_backward(layer, d, out, need_input=True)
+        ds_out = tape.gate * dsum  # dL/dS
+        ds = tape.block.downsample
+        if ds is None:
+            dx_short = ds_out
+        elif isinstance(ds, ZeroPadShortcut):
+            dx_short = _zero_pad_backward(ds, ds_out, tape.x)
+        else:
+            assert tape.proj is not None
+            dx_short = self._layer_backward(tape.proj, ds_out, out, need_input=True)
+        dx = d + dx_short  # (N, Cin, H, W)
+        out[f"grad_in:{tape.path}"] = _norm(dx)
+        return dx
+
+    @torch.no_grad()
+    def forward(self, image: Tensor, gates: Tensor, target: Tensor) -> tuple[Tensor, ...]:
+        """(loss, logits, *gradient norms) for ``image`` (N,3,H,W), ``gates`` (B,), ``target`` (N,) int64."""
+        m = self.model
+        # Forward, keeping the tape.
+        stem = self._layer("conv1", "bn1", m.conv1, m.bn1, image, relu=True)
+        a0 = F.relu(stem.y)  # (N, C0, H0, W0)
+        x = m.maxpool(a0) if m.maxpool is not None else a0
+        tapes: list[_BlockTape] = []
+        for i, (path, block) in enumerate(m.named_blocks()):
+            tape = self._block_forward(path, block, x, gates[i])
+            tapes.append(tape)
+            x = tape.h
+        pooled = torch.flatten(m.avgpool(x), 1)  # (N, C)
+        logits = F.linear(pooled, m.fc.weight, m.fc.bias)  # (N, K)
+        log_p = F.log_softmax(logits, dim=1)
+        target = torch.where(target < 0, logits.argmax(dim=1), target)  # -1: the predicted class
+        classes = torch.arange(logits.shape[1], device=target.device)
+        onehot = (classes.unsqueeze(0) == target.unsqueeze(1)).to(logits.dtype)  # (N, K)
+        loss = -(log_p * onehot).sum(dim=1).mean()
+
+        # Backward.
+        out: dict[str, Tensor] = {"loss": loss, "logits": logits}
+        n = torch.ones_like(log_p[:, :1]).sum()  # batch size as a tensor: the batch axis is dynamic
+        dlogits = (log_p.exp() - onehot) / n  # (N, K), d mean-CE / d logits
+        out["grad_act:fc"] = _norm(dlogits)
+        out["grad_w:fc"] = _norm(dlogits.t() @ pooled)  # (K, C)
+        dpooled = dlogits @ m.fc.weight  # (N, C)
+        height, width = int(x.shape[2]), int(x.shape[3])
+        d = dpooled[:, :, None, None].expand_as(x) / (height * width)  # (N, C, H, W)
+        for tape in reversed(tapes):
+            d = self._block_backward(tape, d, out)
+        if m.maxpool is not None:
+            d = _maxpool_backward(m.maxpool, a0, d)
+        self._layer_backward(stem, d, out, need_input=False)
+        return tuple(out[name] for name in self._names)
+
+
+def export_gradient_graph(model: ResNet, bn_mode: str, path: Path, *, input_size: int | None = None) -> list[str]:
+    """Write the GradientGraph of ``model`` as one self-contained .onnx file; return its output names.
+
+    ``image`` and ``target`` (and ``logits``) have a dynamic batch axis; the spatial size is fixed
+    at ``input_size`` (the spec's by default).
+    """
+    graph = GradientGraph(model, bn_mode)
+    names = graph.output_names()
+    size = input_size or model.spec.input_size
+    image = torch.zeros(2, 3, size, size)
+    gates = torch.ones(model.spec.num_blocks)
+    target = torch.zeros(2, dtype=torch.int64)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # The exporter puts the wrapper in eval mode and back into its (train) mode afterwards, which
+    # would reach into ``model``: note every module's flag and restore it.
+    modes = [(m, m.training) for m in model.modules()]
+    try:
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore", torch.jit.TracerWarning)  # shapes baked in on purpose
+            warnings.filterwarnings("ignore", "You are using the legacy TorchScript", DeprecationWarning)
+            torch.onnx.export(
+                graph,
+                (image, gates, target),
+                str(path),
+                input_names=["image", "gates", "target"],
+                output_names=names,
+                dynamic_axes={"image": {0: "batch"}, "target": {0: "batch"}, "logits": {0: "batch"}},
+                opset_version=OPSET,
+                do_constant_folding=True,
+                dynamo=False,
+            )
+    finally:
+        for m, training in modes:
+            m.training = training
+    return names
