@@ -411,3 +411,26 @@ def test_imagenet_at_224(tmp: Path, name: str, bn_mode: str, gates: str, onnx_rt
     compare(eager(model, bn_mode, image, g, target), ref)
     sess, names = session(model, bn_mode, 224, tmp)
     compare(onnx_run(sess, names, image, g, target), ref, rtol=onnx_rtol)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("name", "size"),
+    [
+        ("resnet32", 32),
+        ("resnet44", 32),
+        ("resnet110", 32),
+        ("resnet1202", 32),
+        ("resnet34", 64),
+        ("resnet101", 64),
+        ("resnet152", 64),
+    ],
+)
+def test_every_other_model_onnx_matches_autograd(tmp: Path, name: str, size: int) -> None:
+    """The rest of the family, BN running statistics, mixed gates (ImageNet models at 64x64 to stay quick)."""
+    model = make_model(name)
+    g = make_gates(model, "mixed")
+    image, target = pick_inputs(model, "running", g, 1, size, seed=700)
+    ref = reference(model, "running", image, g, target)
+    sess, names = session(model, "running", size, tmp)
+    compare(onnx_run(sess, names, image, g, target), ref)
