@@ -1,0 +1,343 @@
+"""Train the CIFAR-sized ResNets (residual or plain) on CPU and save small float16 state dicts.
+
+``python -m app.nets.train resnet20 [--plain] [--steps N] [--data generated|cifar10:DIR]`` writes
+``<out>/resnet20-residual.pt`` (a torchvision-format state dict, float tensors stored as float16)
+and ``<out>/resnet20-residual.log.json`` (the recipe, per-step loss and accuracy, wall time and the
+held-out accuracy). A plain run trains with every shortcut gate at 0: the paper's plain network.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from app.nets import data as datamod
+from app.nets.resnet import ResNet, build
+from app.specs import SPECS
+
+MOMENTUM = 0.9
+WEIGHT_DECAY = 1e-4
+FINAL_LOSS_WINDOW = 25  # "final training loss" = mean over this many last steps
+DEFAULT_OUT = Path("models/weights")
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """What one training run produced."""
+
+    weights_path: Path
+    log_path: Path
+    held_out_accuracy: float
+    final_train_loss: float
+    wall_time_s: float
+
+
+def warmup_steps(steps: int) -> int:
+    """Default length of the linear warmup: 5 % of the run, at least 1 and at most 50 steps."""
+    return max(1, min(50, round(0.05 * steps)))
+
+
+def lr_at(step: int, steps: int, lr: float, warmup: int | None = None) -> float:
+    """Learning rate for 0-based ``step``: linear warmup to ``lr``, then cosine decay to 0."""
+    w = warmup_steps(steps) if warmup is None else warmup
+    if step < w:
+        return lr * (step + 1) / w
+    t = (step - w) / max(1, steps - w)
+    return 0.5 * lr * (1.0 + math.cos(math.pi * t))
+
+
+def _parse_data(data: str) -> tuple[str, Path | None]:
+    """Split a data spec into its kind and, for CIFAR-10, the directory."""
+    if data == "generated":
+        return "generated", None
+    if data.startswith("cifar10:") and len(data) > len("cifar10:"):
+        return "cifar10", Path(data[len("cifar10:") :]).expanduser()
+    raise ValueError(f"data must be 'generated' or 'cifar10:DIR', got {data!r}")
+
+
+def _validate(model_name: str, steps: int, batch_size: int, lr: float, seed: int, warmup: int | None) -> None:
+    """Raise ValueError for anything train() cannot run with."""
+    if model_name not in SPECS:
+        raise ValueError(f"unknown model {model_name!r}; known: {', '.join(SPECS)}")
+    if SPECS[model_name].family != "cifar":
+        cifar = [n for n, s in SPECS.items() if s.family == "cifar"]
+        raise ValueError(f"{model_name} is an ImageNet model; training supports the CIFAR ones: {', '.join(cifar)}")
+    for what, value in (("steps", steps), ("batch_size", batch_size)):
+        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+            raise ValueError(f"{what} must be a positive integer, got {value!r}")
+    if not (isinstance(lr, int | float) and math.isfinite(lr) and lr > 0):
+        raise ValueError(f"lr must be a positive number, got {lr!r}")
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    if warmup is not None and (isinstance(warmup, bool) or not isinstance(warmup, int) or not 1 <= warmup <= steps):
+        raise ValueError(f"warmup must be an integer from 1 to steps ({steps}), got {warmup!r}")
+
+
+def _array_stream(
+    images: np.ndarray, labels: np.ndarray, batch_size: int, rng: np.random.Generator
+) -> Iterator[tuple[Tensor, Tensor]]:
+    """Endless shuffled batches from arrays, with the usual CIFAR augmentation (4-pixel crop, flip)."""
+    n = len(images)
+    size = images.shape[1]
+    order = rng.permutation(n)
+    pos = 0
+    while True:
+        if pos + batch_size > n:
+            order, pos = rng.permutation(n), 0
+        idx = order[pos : pos + batch_size]
+        pos += batch_size
+        padded = np.pad(images[idx], ((0, 0), (4, 4), (4, 4), (0, 0)))
+        out = np.empty_like(images[idx])
+        offsets = rng.integers(0, 9, size=(len(idx), 2))
+        flips = rng.random(len(idx)) < 0.5
+        for i, ((dy, dx), flip) in enumerate(zip(offsets, flips, strict=True)):
+            crop = padded[i, dy : dy + size, dx : dx + size]
+            out[i] = crop[:, ::-1] if flip else crop
+        yield datamod.to_tensor(out), torch.from_numpy(labels[idx])
+
+
+def evaluate(model: ResNet, gates: Tensor, images_uint8: np.ndarray, labels: np.ndarray) -> float:
+    """Accuracy of ``model`` in eval mode (BN running statistics) with ``gates`` on uint8 images."""
+    was_training = model.training
+    model.eval()
+    correct = 0
+    try:
+        with torch.no_grad():
+            for start in range(0, len(images_uint8), 250):
+                x = datamod.to_tensor(images_uint8[start : start + 250])
+                pred = model(x, gates).argmax(dim=1).numpy()
+                correct += int((pred == np.asarray(labels[start : start + 250])).sum())
+    finally:
+        model.train(was_training)
+    return correct / max(1, len(images_uint8))
+
+
+def fp16_state_dict(model: ResNet) -> dict[str, Tensor]:
+    """The model's state dict with float tensors cast to float16 (integer buffers unchanged)."""
+    return {
+        k: (v.detach().half() if v.is_floating_point() else v.detach()).clone() for k, v in model.state_dict().items()
+    }
+
+
+def load_state_dict_fp16(path: Path) -> dict[str, Tensor]:
+    """Load a saved state dict with ``weights_only=True`` and cast its float tensors back to float32."""
+    sd = torch.load(Path(path), map_location="cpu", weights_only=True)
+    return {k: (v.float() if v.is_floating_point() else v) for k, v in sd.items()}
+
+
+def _atomic_write(path: Path, write: Callable[[Path], None]) -> None:
+    """Write ``path`` through a temporary file in the same folder and ``os.replace``."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the file the usual permissions
+        write(Path(tmp))
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+class _Progress:
+    """A small progress bar on stderr: redrawn in place on a terminal, a line every 5 % otherwise."""
+
+    def __init__(self, total: int, label: str, enabled: bool) -> None:
+        self.total, self.label, self.enabled = total, label, enabled
+        self.tty = enabled and sys.stderr.isatty()
+        self.start = time.perf_counter()
+        self.last_draw = 0.0
+        self.every = max(1, total // 20)
+
+    def update(self, step: int, loss: float, acc: float) -> None:
+        """Report that ``step`` (1-based) finished with this batch loss and accuracy."""
+        if not self.enabled:
+            return
+        now = time.perf_counter()
+        if self.tty and step < self.total and now - self.last_draw < 0.1:
+            return
+        if not self.tty and step % self.every and step != self.total:
+            return
+        self.last_draw = now
+        elapsed = now - self.start
+        rate = step / elapsed if elapsed > 0 else 0.0
+        eta = (self.total - step) / rate if rate > 0 else 0.0
+        filled = int(24 * step / self.total)
+        bar = "#" * filled + "." * (24 - filled)
+        text = (
+            f"{self.label} [{bar}] {step}/{self.total} loss {loss:.3f} acc {acc:.2f} {rate:.2f} steps/s eta {eta:.0f}s"
+        )
+        if self.tty:
+            sys.stderr.write("\r" + text + ("\n" if step == self.total else ""))
+        else:
+            sys.stderr.write(text + "\n")
+        sys.stderr.flush()
+
+
+def train(
+    model_name: str,
+    *,
+    plain: bool,
+    steps: int,
+    data: str = "generated",
+    seed: int = 0,
+    batch_size: int = 64,
+    lr: float = 0.05,
+    warmup: int | None = None,
+    out_dir: Path,
+    progress: bool = True,
+) -> TrainResult:
+    """Train ``model_name`` (gates all 0 if ``plain``) with SGD and save its fp16 weights and a log.
+
+    ``warmup`` is the number of linear warmup steps (default: 5 % of ``steps``, 1 to 50); the very
+    deep models want a longer one, as He et al. found for ResNet-110 (Section 4.2).
+    """
+    _validate(model_name, steps, batch_size, lr, seed, warmup)
+    warmup = warmup_steps(steps) if warmup is None else warmup
+    kind, cifar_dir = _parse_data(data)
+    if kind == "cifar10":
+        assert cifar_dir is not None
+        x_train, y_train, x_test, y_test = datamod.load_cifar10(cifar_dir)  # ValueError if missing/bad
+        held_out_name = f"CIFAR-10 test_batch ({len(x_test)} images)"
+    else:
+        x_test, y_test = datamod.test_set()
+        held_out_name = f"generated test_set(n={len(x_test)}, seed=12345)"
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stem = f"{model_name}-{'plain' if plain else 'residual'}"
+    weights_path, log_path = out_dir / f"{stem}.pt", out_dir / f"{stem}.log.json"
+
+    was_deterministic = torch.are_deterministic_algorithms_enabled()
+    try:
+        torch.use_deterministic_algorithms(True)
+    except Exception:  # noqa: BLE001 - best effort; CPU kernels are deterministic anyway
+        pass
+    try:
+        torch.manual_seed(seed)
+        model = build(model_name, seed).train()  # BN uses batch statistics; model.bn_mode stays None
+        gates = torch.full((model.spec.num_blocks,), 0.0 if plain else 1.0)
+        if kind == "cifar10":
+            stream = _array_stream(x_train, y_train, batch_size, np.random.default_rng(seed))
+        else:
+            stream = datamod.train_stream(batch_size, seed)
+        opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=MOMENTUM, weight_decay=WEIGHT_DECAY)
+        losses: list[float] = []
+        accs: list[float] = []
+        lrs: list[float] = []
+        bar = _Progress(steps, stem, progress)
+        start = time.perf_counter()
+        for step in range(steps):
+            x, y = next(stream)
+            for group in opt.param_groups:
+                group["lr"] = lr_at(step, steps, lr, warmup)
+            logits = model(x, gates)
+            loss = F.cross_entropy(logits, y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            losses.append(float(loss.detach()))
+            accs.append(float((logits.detach().argmax(dim=1) == y).float().mean()))
+            lrs.append(opt.param_groups[0]["lr"])
+            bar.update(step + 1, losses[-1], accs[-1])
+            if not math.isfinite(losses[-1]):
+                raise RuntimeError(f"{stem}: training diverged at step {step} (loss {losses[-1]})")
+        train_time = time.perf_counter() - start
+        model.eval()
+        held_out = evaluate(model, gates, x_test, y_test)
+    finally:
+        torch.use_deterministic_algorithms(was_deterministic)
+
+    final_loss = float(np.mean(losses[-FINAL_LOSS_WINDOW:]))
+    log = {
+        "model": model_name,
+        "plain": plain,
+        "gates": gates.tolist(),
+        "steps": steps,
+        "batch_size": batch_size,
+        "seed": seed,
+        "data": data,
+        "optimizer": {"name": "SGD", "momentum": MOMENTUM, "weight_decay": WEIGHT_DECAY, "nesterov": False},
+        "lr_schedule": {
+            "kind": "linear warmup, then cosine decay to 0",
+            "peak_lr": lr,
+            "warmup_steps": warmup,
+        },
+        "bn": "train mode (batch statistics) while training; held-out accuracy with running statistics",
+        "torch_version": torch.__version__,
+        "numpy_version": np.__version__,
+        "threads": torch.get_num_threads(),
+        "weights": {"file": weights_path.name, "format": "torchvision state dict, float tensors as float16"},
+        "wall_time_s": round(train_time, 3),
+        "steps_per_s": round(steps / train_time, 3) if train_time > 0 else None,
+        "final_train_loss": final_loss,
+        "final_train_loss_window": min(FINAL_LOSS_WINDOW, steps),
+        "held_out": {"accuracy": held_out, "set": held_out_name, "gates": "as trained"},
+        "loss": losses,
+        "accuracy": accs,
+        "lr": lrs,
+    }
+    sd = fp16_state_dict(model)
+    _atomic_write(weights_path, lambda p: torch.save(sd, p))
+    _atomic_write(log_path, lambda p: p.write_text(json.dumps(log, indent=1) + "\n"))
+    if progress:
+        sys.stderr.write(
+            f"{stem}: {steps} steps in {train_time:.1f}s, final train loss {final_loss:.3f}, "
+            f"held-out accuracy {held_out:.3f} -> {weights_path}\n"
+        )
+    return TrainResult(weights_path, log_path, held_out, final_loss, train_time)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command-line entry: train one model and print where its weights went; non-zero on bad input."""
+    parser = argparse.ArgumentParser(prog="python -m app.nets.train", description=__doc__.splitlines()[0])
+    parser.add_argument("model", help="a CIFAR model: resnet20, resnet32, resnet44, resnet56, resnet110, ...")
+    parser.add_argument("--plain", action="store_true", help="train the plain twin (every shortcut gate 0)")
+    parser.add_argument("--steps", type=int, default=400, help="SGD steps (default 400)")
+    parser.add_argument("--data", default="generated", help="'generated' (default) or 'cifar10:DIR'")
+    parser.add_argument("--seed", type=int, default=0, help="seed for the initialisation and the data (default 0)")
+    parser.add_argument("--batch-size", type=int, default=64, help="batch size (default 64)")
+    parser.add_argument("--lr", type=float, default=0.05, help="peak learning rate (default 0.05)")
+    parser.add_argument("--warmup", type=int, default=None, help="linear warmup steps (default 5%% of steps, 1-50)")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"output folder (default {DEFAULT_OUT})")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:  # argparse has printed its message
+        return int(e.code or 0)
+    try:
+        result = train(
+            args.model,
+            plain=args.plain,
+            steps=args.steps,
+            data=args.data,
+            seed=args.seed,
+            batch_size=args.batch_size,
+            lr=args.lr,
+            warmup=args.warmup,
+            out_dir=args.out,
+            progress=not args.quiet,
+        )
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(f"{result.weights_path} held-out accuracy {result.held_out_accuracy:.4f}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
