@@ -45,6 +45,14 @@ def probe_batch(n: int = 8) -> list[bytes]:
     return out
 
 
+def _drop(r: dict) -> str:
+    if r["on_first"] == 0:
+        return "n/a (no gradient with shortcuts on)"
+    if r["off_first"] == 0:
+        return "complete (off: exactly 0)"
+    return f"{r['first_drop']:.3g}x"
+
+
 def measure(reg: ModelRegistry, name: str, weights: str, bn: str, blobs: list[bytes]) -> dict:
     """First/last weight-gradient norms with all shortcuts on and all off."""
     model = reg.get(name, weights)
@@ -88,7 +96,8 @@ def main() -> int:
                     f"off {r['off_first']:.2e}/{r['off_last']:.2e}  first-layer drop {r['first_drop']:.3g}x",
                     flush=True,
                 )
-    best = max(rows, key=lambda r: r["first_drop"])
+    finite = [r for r in rows if np.isfinite(r["first_drop"])]
+    best = max(finite, key=lambda r: r["first_drop"])
     lines = [
         "# Gradient collapse: shortcuts on against off",
         "",

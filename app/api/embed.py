@@ -454,9 +454,11 @@ EXAMPLE_PRESET = [
     ),
     _step("residuals", "How big is F(x) next to x? (ResNet-56)", model="resnet56", image="shapes-32"),
     _step("residual-scatter", "F(x) against x: a residual plot", model="resnet56", image="shapes-32", block="layer1.0"),
-    _step("gradients", "Gradients with and without shortcuts", model="resnet56", image="grating-32"),
-    _step("depth-sweep", "Deeper plain nets lose the gradient", model="resnet56", bn="batch"),
-    _step("lesion", "Remove one block at a time", model="resnet56", image="grating-32"),
+    # The collapse preset: trained ResNet-56, BN running statistics (docs/collapse.md: the largest
+    # finite drop of the first layer's gradient when every shortcut is switched off).
+    _step("gradients", "Gradients with and without shortcuts", model="resnet56", image="set-ring"),
+    _step("depth-sweep", "First-layer gradient against depth", model="resnet56", weights="trained"),
+    _step("lesion", "Remove one block at a time", model="resnet56", image="set-ring"),
     _step(
         "featuremaps", "A feature map of the first stage", model="resnet20", image="checkerboard-32", layer="layer1.0"
     ),
