@@ -437,8 +437,12 @@ def test_every_other_model_onnx_matches_autograd(tmp: Path, name: str, size: int
 
 @pytest.mark.slow
 def test_resnet1202_eager_matches_autograd() -> None:
-    """ResNet-1202: the same hand-written backward, run eagerly (its ONNX export takes too long for CI)."""
+    """ResNet-1202: the same hand-written backward, run eagerly (its ONNX export takes too long for CI).
+
+    Batch statistics and shortcuts on: at He initialisation with running statistics (BN = identity)
+    1202 layers overflow float32 to inf; batch statistics keep every layer normalised.
+    """
     model = make_model("resnet1202")
-    g = make_gates(model, "mixed")
-    image, target = make_inputs(model, 1, 32, seed=700)
-    compare(eager(model, "running", image, g, target), reference(model, "running", image, g, target))
+    g = make_gates(model, "on")
+    image, target = make_inputs(model, 2, 32, seed=700)
+    compare(eager(model, "batch", image, g, target), reference(model, "batch", image, g, target))
