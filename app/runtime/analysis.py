@@ -15,7 +15,7 @@ import numpy as np
 from app.runtime.featuremaps import thumbnails
 from app.runtime.labels import class_names
 from app.runtime.registry import LoadedModel, ModelRegistry
-from app.runtime.stats import affine_moments, compact, histogram, sample, tensor_report
+from app.runtime.stats import affine_moments, compact, histogram, round_channel_stats, sample, tensor_report
 
 BLOCK_SAMPLE = 2000  # (x, F(x)) pairs per block for the residual scatter plot
 _POOL = ThreadPoolExecutor(max_workers=max(1, min(4, os.cpu_count() or 1)), thread_name_prefix="stats")
@@ -204,6 +204,7 @@ def tap_reports(taps: dict[str, np.ndarray], manifest: dict, bn: str) -> dict[st
 
     bn_ids = [i for i in ids if i in bn_layers]
     reports.update(zip(bn_ids, _POOL.map(derived, bn_ids), strict=True))
+    round_channel_stats(list(reports.values()))
     return reports
 
 

@@ -166,6 +166,8 @@ class ModelRegistry:
                 if self.intra_op_threads:
                     opts.intra_op_num_threads = self.intra_op_threads
                 opts.log_severity_level = 3
+                # ORT's workers must not spin after a run: numpy's statistics threads need the cores then.
+                opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
                 model.sessions[kind] = ort.InferenceSession(str(path), opts, providers=self.providers)
             return model.sessions[kind]
 
