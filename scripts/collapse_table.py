@@ -81,7 +81,11 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--models", default=",".join(MODELS))
     ap.add_argument("--models-dir", default=str(DEFAULT_MODELS_DIR))
+    ap.add_argument("--from-json", type=Path, help="re-render the table from a saved collapse.json")
     args = ap.parse_args()
+    if args.from_json:
+        write(json.loads(args.from_json.read_text())["rows"])
+        return 0
     reg = ModelRegistry(Path(args.models_dir))
     blobs = probe_batch()
     rows = []
@@ -96,7 +100,13 @@ def main() -> int:
                     f"off {r['off_first']:.2e}/{r['off_last']:.2e}  first-layer drop {r['first_drop']:.3g}x",
                     flush=True,
                 )
-    finite = [r for r in rows if np.isfinite(r["first_drop"])]
+    write(rows)
+    return 0
+
+
+def write(rows: list[dict]) -> None:
+    """Write docs/collapse.md and bench/results/collapse.json from measured rows."""
+    finite = [r for r in rows if np.isfinite(r["first_drop"]) and r["on_first"] > 0]
     best = max(finite, key=lambda r: r["first_drop"])
     lines = [
         "# Gradient collapse: shortcuts on against off",
@@ -105,7 +115,7 @@ def main() -> int:
         "on 8 held-out images of the generated data set (one per class), loss = cross-entropy to each",
         "image's predicted class. *first* = ||dL/dW|| of the first block's first conv, *last* = of the",
         "last block's last conv. *drop* = first (shortcuts on) / first (shortcuts off): how much smaller the",
-        "early layer's gradient is in the plain network.",
+        "early layer's gradient is in the plain network (below 1: it is larger).",
         "",
         "| model | weights | BN | on: first / last | off: first / last | drop of the first layer's gradient |",
         "|---|---|---|---|---|---|",
@@ -113,21 +123,34 @@ def main() -> int:
     for r in rows:
         lines.append(
             f"| {r['model']} | {r['weights']} | {r['bn']} | {r['on_first']:.3g} / {r['on_last']:.3g} | "
-            f"{r['off_first']:.3g} / {r['off_last']:.3g} | {r['first_drop']:.3g}x |"
+            f"{r['off_first']:.3g} / {r['off_last']:.3g} | {_drop(r)} |"
         )
+    zero = [f"{r['model']} ({r['weights']}, BN {r['bn']})" for r in rows if r["off_first"] == 0 < r["on_first"]]
+    saturated = [f"{r['model']} ({r['weights']}, BN {r['bn']})" for r in rows if r["on_first"] == 0]
     lines += [
         "",
-        f"Largest drop: {best['model']} with {best['weights']} weights and BN {best['bn']} statistics "
-        f"({best['first_drop']:.3g}x); the app's gradient view opens on that setting.",
+        f"Largest finite drop: {best['model']} with {best['weights']} weights and BN {best['bn']} statistics "
+        f"({best['first_drop']:.3g}x); the gradient preset of the app uses that setting.",
         "",
     ]
+    if zero:
+        lines += [
+            f"Complete collapse (the plain network's first-layer gradient underflows to exactly 0 in float32): "
+            f"{', '.join(zero)}.",
+            "",
+        ]
+    if saturated:
+        lines += [
+            f"No gradient even with the shortcuts on (the softmax saturates in float32, so the loss and its "
+            f"gradient are 0): {', '.join(saturated)}.",
+            "",
+        ]
     (ROOT / "docs").mkdir(exist_ok=True)
     (ROOT / "docs" / "collapse.md").write_text("\n".join(lines))
     out = ROOT / "bench" / "results"
     out.mkdir(parents=True, exist_ok=True)
     (out / "collapse.json").write_text(json.dumps({"rows": rows, "best": best}, indent=2))
     print("\n".join(lines))
-    return 0
 
 
 if __name__ == "__main__":
