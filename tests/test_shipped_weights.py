@@ -36,7 +36,8 @@ def _check(name: str, exported: Callable, models_dir: Path) -> None:
         gates = np.full(n, 0.0 if variant == "plain" else 1.0, np.float32)
         acc = _accuracy(models_dir, name, variant, gates)
         assert abs(acc - log["held_out"]["accuracy"]) <= 0.01, (name, variant, acc, log["held_out"])
-        if variant == "plain":  # trained with every gate 0: opening the shortcuts breaks it
+        if variant == "plain" and acc > 0.2:  # learned with every gate 0: opening the shortcuts breaks it
+            # (plain-110 stayed at chance, 10%, so there is nothing to break there)
             assert _accuracy(models_dir, name, variant, np.ones(n, np.float32)) < acc - 0.05
 
 
