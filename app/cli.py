@@ -149,17 +149,22 @@ def _read_images(paths: list[str]) -> list[bytes]:
     return blobs
 
 
-def cmd_analyze(args: argparse.Namespace) -> int:
-    """Print the analysis JSON (the same as POST /api/models/NAME/analyze)."""
-    from app.runtime.registry import UnknownModelError
-    from app.runtime.service import RequestError
-
+def _cli_request(args: argparse.Namespace):  # noqa: ANN202
+    """The service, image bytes and weights variant of an analyze/gradients command."""
     models_dir = Path(args.models_dir)
     if args.model not in SPECS:
         raise CLIError(f"unknown model {args.model!r}; known: {', '.join(SPECS)}")
     blobs = _read_images(args.images)
     variant = _weights_file_variant(args, models_dir)
-    service = _service(models_dir)
+    return _service(models_dir), blobs, variant
+
+
+def cmd_analyze(args: argparse.Namespace) -> int:
+    """Print the analysis JSON (the same as POST /api/models/NAME/analyze)."""
+    from app.runtime.registry import UnknownModelError
+    from app.runtime.service import RequestError
+
+    service, blobs, variant = _cli_request(args)
     try:
         payload = service.analyze(
             args.model, blobs, weights=variant, gates=args.gates, bn=args.bn, k=args.k, feature_maps=args.feature_maps
@@ -187,12 +192,7 @@ def cmd_gradients(args: argparse.Namespace) -> int:
     from app.runtime.registry import UnknownModelError
     from app.runtime.service import RequestError
 
-    models_dir = Path(args.models_dir)
-    if args.model not in SPECS:
-        raise CLIError(f"unknown model {args.model!r}; known: {', '.join(SPECS)}")
-    blobs = _read_images(args.images)
-    variant = _weights_file_variant(args, models_dir)
-    service = _service(models_dir)
+    service, blobs, variant = _cli_request(args)
     try:
         if args.lesion:
             payload = service.lesion(args.model, blobs[0], weights=variant, gates=args.gates, target=args.target)
