@@ -39,7 +39,7 @@ async function errorFrom(response) {
   return `${response.status} ${response.statusText || 'error'}${tail}`;
 }
 
-async function request(url, options = {}, as = 'json') {
+export async function request(url, options = {}, as = 'json') {
   let response;
   try {
     response = await fetch(url, options);

@@ -1,6 +1,8 @@
 // Architecture page: Table 5-1 explorer, block arithmetic and Fig. 5-8, all from GET /api/chapter.
 // Transport (getJSON), pure figure builders (*Figure) and DOM wiring are kept apart.
 
+import { request } from "./api.js";
+
 const $ = (id) => document.getElementById(id);
 const PLOT_CONFIG = { displaylogo: false, responsive: true, modeBarButtonsToRemove: ["lasso2d", "select2d"] };
 const COLORS = {
@@ -24,25 +26,12 @@ const state = { figs: null, family: "imagenet", metric: "text", controller: null
 // ---------------------------------------------------------------- transport
 
 async function getJSON(url, signal) {
-  let response;
   try {
-    response = await fetch(url, { signal, headers: { Accept: "application/json" } });
+    return await request(url, { signal, headers: { Accept: "application/json" } });
   } catch (err) {
     if (err.name === "AbortError") throw err;
-    throw new Error(`Could not reach the server (${err.message}). Is it running?`);
+    throw new Error(err.status ? `The server refused the request: ${err.message}` : `Could not reach the server: ${err.message}`);
   }
-  let body = null;
-  try {
-    body = await response.json();
-  } catch {
-    body = null;
-  }
-  if (!response.ok) {
-    const detail = body && typeof body.detail === "string" ? body.detail : `${response.status} ${response.statusText}`;
-    throw new Error(`The server refused the request: ${detail}`);
-  }
-  if (body === null) throw new Error("The server answered with something that is not JSON.");
-  return body;
 }
 
 // ---------------------------------------------------------------- helpers

@@ -1,6 +1,8 @@
 // Residual analysis page: fit a regression on the server (POST /api/regression), draw the
 // chapter's three residual plots, a Q-Q plot and the diagnostics. Drawing only: every number comes from the API.
 
+import { request as apiRequest } from "./api.js";
+
 const $ = (id) => document.getElementById(id);
 const MAX_BYTES = 1024 * 1024;
 const PLOT_CONFIG = { displaylogo: false, responsive: true, modeBarButtonsToRemove: ["lasso2d", "select2d"] };
@@ -28,25 +30,13 @@ const state = {
 // ---------------------------------------------------------------- transport
 
 async function request(url, options = {}) {
-  let response;
   try {
-    response = await fetch(url, { ...options, headers: { Accept: "application/json", ...(options.headers || {}) } });
+    return await apiRequest(url, { ...options, headers: { Accept: "application/json", ...(options.headers || {}) } });
   } catch (err) {
     if (err.name === "AbortError") throw err;
-    throw new Error(`Could not reach the server (${err.message}). Is it running?`);
+    if (!err.status) throw new Error(`Could not reach the server: ${err.message}`);
+    throw new Error(err.status === 413 ? `Too large: ${err.message}` : `The data could not be analysed: ${err.message}`);
   }
-  let body = null;
-  try {
-    body = await response.json();
-  } catch {
-    body = null;
-  }
-  if (!response.ok) {
-    const detail = body && typeof body.detail === "string" ? body.detail : `${response.status} ${response.statusText}`;
-    throw new Error(response.status === 413 ? `Too large: ${detail}` : `The data could not be analysed: ${detail}`);
-  }
-  if (body === null) throw new Error("The server answered with something that is not JSON.");
-  return body;
 }
 
 function analyse(signal) {
