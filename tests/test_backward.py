@@ -148,6 +148,17 @@ def reference(model: ResNet, bn_mode: str, image: Tensor, gates: Tensor, target:
     return ref
 
 
+def exact(model: ResNet, bn_mode: str, image: Tensor, gates: Tensor, target: Tensor) -> dict[str, np.ndarray]:
+    """``reference`` in float64: what the float32 ONNX graph is held to.
+
+    Float32 autograd is no exact reference itself: its summation order differs from ONNX
+    Runtime's and changes with torch's thread count, and on deep nets the two drift apart by up to
+    1e-2 on single small norms (ResNet-152's BN gamma gradients, measured) while each stays within
+    1e-4 of the float64 value.
+    """
+    return reference(copy.deepcopy(model).double(), bn_mode, image.double(), gates.double(), target)
+
+
 def eager(model: ResNet, bn_mode: str, image: Tensor, gates: Tensor, target: Tensor) -> dict[str, np.ndarray]:
     """GradientGraph outputs run in torch."""
     graph = GradientGraph(model, bn_mode)
@@ -307,7 +318,7 @@ def test_resnet20_onnx_matches_autograd(resnet20: ResNet, tmp: Path, bn_mode: st
     sess, names = session(resnet20, bn_mode, 32, tmp)
     g = make_gates(resnet20, gates)
     image, target = pick_inputs(resnet20, bn_mode, g, 2, 32, seed=100)
-    compare(onnx_run(sess, names, image, g, target), reference(resnet20, bn_mode, image, g, target))
+    compare(onnx_run(sess, names, image, g, target), exact(resnet20, bn_mode, image, g, target))
 
 
 def test_export_is_one_file_and_leaves_the_model_alone(tmp_path: Path) -> None:
@@ -332,7 +343,7 @@ def test_onnx_batch_axis_is_dynamic(resnet20: ResNet, tmp: Path, batch: int) -> 
     image, target = pick_inputs(resnet20, "batch", g, batch, 32, seed=200)
     got = onnx_run(sess, names, image, g, target)
     assert got["logits"].shape == (batch, 10)
-    compare(got, reference(resnet20, "batch", image, g, target))
+    compare(got, exact(resnet20, "batch", image, g, target))
 
 
 def test_onnx_batch_axis_is_dynamic_with_maxpool(resnet18: ResNet, tmp: Path) -> None:
@@ -340,7 +351,7 @@ def test_onnx_batch_axis_is_dynamic_with_maxpool(resnet18: ResNet, tmp: Path) ->
     sess, names = session(resnet18, "running", 64, tmp)
     g = make_gates(resnet18, "mixed")
     image, target = pick_inputs(resnet18, "running", g, 3, 64, seed=700)
-    compare(onnx_run(sess, names, image, g, target), reference(resnet18, "running", image, g, target))
+    compare(onnx_run(sess, names, image, g, target), exact(resnet18, "running", image, g, target))
 
 
 def test_resnet20_odd_input_size(tmp: Path) -> None:
@@ -348,20 +359,18 @@ def test_resnet20_odd_input_size(tmp: Path) -> None:
     model = make_model("resnet20", seed=3)
     g = make_gates(model, "mixed")
     image, target = pick_inputs(model, "batch", g, 2, 30, seed=300)
-    ref = reference(model, "batch", image, g, target)
-    compare(eager(model, "batch", image, g, target), ref)
+    compare(eager(model, "batch", image, g, target), reference(model, "batch", image, g, target))
     sess, names = session(model, "batch", 30, tmp)
-    compare(onnx_run(sess, names, image, g, target), ref)
+    compare(onnx_run(sess, names, image, g, target), exact(model, "batch", image, g, target))
 
 
 @pytest.mark.parametrize("bn_mode", ["running", "batch"])
 def test_resnet18_small_input(resnet18: ResNet, tmp: Path, bn_mode: str) -> None:
     g = make_gates(resnet18, "mixed")
     image, target = pick_inputs(resnet18, bn_mode, g, 2, 64, seed=400)
-    ref = reference(resnet18, bn_mode, image, g, target)
-    compare(eager(resnet18, bn_mode, image, g, target), ref)
+    compare(eager(resnet18, bn_mode, image, g, target), reference(resnet18, bn_mode, image, g, target))
     sess, names = session(resnet18, bn_mode, 64, tmp)
-    compare(onnx_run(sess, names, image, g, target), ref)
+    compare(onnx_run(sess, names, image, g, target), exact(resnet18, bn_mode, image, g, target))
 
 
 @pytest.mark.slow
@@ -378,12 +387,11 @@ def test_resnet56(tmp: Path, bn_mode: str) -> None:
     for gates in GATE_SETTINGS:
         g = make_gates(model, gates)
         image, target = pick_inputs(model, bn_mode, g, 2, 32, seed=500)
-        ref = reference(model, bn_mode, image, g, target)
-        compare(eager(model, bn_mode, image, g, target), ref)
+        compare(eager(model, bn_mode, image, g, target), reference(model, bn_mode, image, g, target))
         if bn_mode == "batch" and gates != "on":
             continue
         sess, names = session(model, bn_mode, 32, tmp)
-        compare(onnx_run(sess, names, image, g, target), ref)
+        compare(onnx_run(sess, names, image, g, target), exact(model, bn_mode, image, g, target))
 
 
 @pytest.mark.slow
@@ -399,18 +407,18 @@ def test_imagenet_at_224(tmp: Path, name: str, bn_mode: str, gates: str, onnx_rt
     """Full-size ImageNet models; ONNX Runtime is held to 5% only where float32 itself is that far off.
 
     ResNet-50 with batch statistics at initialisation is chaotic like the deep CIFAR plain nets
-    (gradient norms in the hundreds to thousands): float32 autograd differs from float64 autograd by
-    ~1e-2, ONNX Runtime from float32 autograd by ~7e-3. The torch-eager graph still matches to 1e-4.
+    (gradient norms in the hundreds to thousands): float32 autograd itself differs from float64
+    autograd by ~1e-2, and so does ONNX Runtime. The torch-eager graph matches float32 autograd
+    (the same arithmetic) to 1e-4.
     At 224x224 the ~20M ReLU inputs always include some within rounding of 0 (see kink_margin), so
     inputs are not searched; these two settings were measured at <= 3e-5 (ONNX vs autograd).
     """
     model = make_model(name)
     g = make_gates(model, gates)
     image, target = make_inputs(model, 2, 224, seed=600)
-    ref = reference(model, bn_mode, image, g, target)
-    compare(eager(model, bn_mode, image, g, target), ref)
+    compare(eager(model, bn_mode, image, g, target), reference(model, bn_mode, image, g, target))
     sess, names = session(model, bn_mode, 224, tmp)
-    compare(onnx_run(sess, names, image, g, target), ref, rtol=onnx_rtol)
+    compare(onnx_run(sess, names, image, g, target), exact(model, bn_mode, image, g, target), rtol=onnx_rtol)
 
 
 @pytest.mark.slow
@@ -430,9 +438,8 @@ def test_every_other_model_onnx_matches_autograd(tmp: Path, name: str, size: int
     model = make_model(name)
     g = make_gates(model, "mixed")
     image, target = pick_inputs(model, "running", g, 1, size, seed=700)
-    ref = reference(model, "running", image, g, target)
     sess, names = session(model, "running", size, tmp)
-    compare(onnx_run(sess, names, image, g, target), ref)
+    compare(onnx_run(sess, names, image, g, target), exact(model, "running", image, g, target))
 
 
 @pytest.mark.slow
