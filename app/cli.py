@@ -13,7 +13,7 @@ from app import arch, chapter
 from app.paths import DEFAULT_MODELS_DIR, GRAPH_FILES, available_variants, default_variant, exported_kinds
 from app.specs import DEFAULT_MODELS, SPECS
 
-FULL_GRAPHS = ("running", "batch", "grad-running", "grad-batch", "lesion")
+FULL_GRAPHS = ("running", "batch", "stats-running", "stats-batch", "grad-running", "grad-batch", "lesion")
 
 
 class CLIError(Exception):

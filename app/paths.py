@@ -13,17 +13,24 @@ SHIPPED_WEIGHTS_DIR = DEFAULT_MODELS_DIR / "weights"
 EXPORT_FORMAT = 3
 VARIANT_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,39}$")
 
-# Graph kinds exported per (model, weights): forward with taps in both BN modes, the bare
-# forward (logits only, for benchmarks), the hand-written backward in both BN modes, and
-# the lesion forward (per-image factors on every residual branch).
+# Graph kinds exported per (model, weights): forward with taps in both BN modes, forward with
+# the taps reduced in-graph to what an analysis needs (both BN modes), the bare forward
+# (logits only, for benchmarks), the hand-written backward in both BN modes, and the lesion
+# forward (per-image factors on every residual branch).
 GRAPH_FILES = {
     "running": "running.onnx",
     "batch": "batch.onnx",
+    "stats-running": "stats-running.onnx",
+    "stats-batch": "stats-batch.onnx",
     "bare": "bare.onnx",
     "grad-running": "grad-running.onnx",
     "grad-batch": "grad-batch.onnx",
     "lesion": "lesion.onnx",
 }
+
+# The stats graph holds ~8 reduction nodes per tap: for ResNet-1202 (3,600 taps) its export
+# takes many minutes, so models with more taps are analysed through the tap graph instead.
+STATS_GRAPH_MAX_TAPS = 1_000
 
 
 def model_dir(models_dir: Path, name: str, variant: str) -> Path:

@@ -123,17 +123,19 @@ def analysis_rows(models_dir: Path, names: list[str], repeat: int, with_torch: b
     reg = ModelRegistry(models_dir)
     rows = []
     for name in names:
-        ensure(models_dir, name, ("running", "bare", "grad-running"))
+        ensure(models_dir, name, ("running", "stats-running", "bare", "grad-running"))
         model = reg.get(name, "init")
         size = model.manifest["input_size"]
         x = np.random.default_rng(0).standard_normal((1, 3, size, size)).astype(np.float32)
         gates = np.ones(model.num_blocks, np.float32)
         bare = reg.session(model, "bare")
         taps = reg.session(model, "running")
+        stats = reg.session(model, "stats-running")
         grad = reg.session(model, "grad-running")
         feed = {"image": x, "gates": gates}
         t_bare = median_ms(lambda: bare.run(["logits"], feed), repeat)  # noqa: B023
         t_taps = median_ms(lambda: taps.run(None, feed), repeat)  # noqa: B023
+        t_stats = median_ms(lambda: stats.run(None, feed), repeat)  # noqa: B023
         t_full = median_ms(lambda: analyze(reg, model, x, gates, "running"), repeat)  # noqa: B023
         result = analyze(reg, model, x, gates, "running")
         t_json = median_ms(lambda: Payload.of(result), max(3, repeat // 3), warmup=1)  # noqa: B023
@@ -143,7 +145,8 @@ def analysis_rows(models_dir: Path, names: list[str], repeat: int, with_torch: b
         row = {
             "model": name,
             "bare_ms": t_bare,
-            "taps_ms": t_taps,
+            "taps_graph_ms": t_taps,
+            "stats_graph_ms": t_stats,
             "analysis_ms": t_full,
             "analysis_ratio": t_full / t_bare,
             "json_gzip_ms": t_json,
@@ -258,7 +261,7 @@ def main() -> int:
         f"median of {args.repeat})"
     )
     hdr = (
-        f"{'model':<10} {'bare ORT':>9} {'taps':>8} {'analysis':>9} {'x bare':>7} {'torch hooks':>12} "
+        f"{'model':<10} {'bare ORT':>9} {'taps':>8} {'stats':>8} {'analysis':>9} {'x bare':>7} {'torch hooks':>12} "
         f"{'speedup':>8} {'json+gz':>8} {'gzip KB':>8} {'grad':>8} {'x bare':>7} {'autograd':>9} {'x bare':>7}"
     )
     print(hdr)
@@ -268,7 +271,8 @@ def main() -> int:
         ag = f"{r['torch_autograd_ms']:7.1f}ms" if "torch_autograd_ms" in r else f"{'-':>9}"
         agr = f"{r['torch_autograd_ratio']:6.2f}x" if "torch_autograd_ms" in r else f"{'-':>7}"
         print(
-            f"{r['model']:<10} {r['bare_ms']:7.1f}ms {r['taps_ms']:6.1f}ms {r['analysis_ms']:7.1f}ms "
+            f"{r['model']:<10} {r['bare_ms']:7.1f}ms {r['taps_graph_ms']:6.1f}ms {r['stats_graph_ms']:6.1f}ms "
+            f"{r['analysis_ms']:7.1f}ms "
             f"{r['analysis_ratio']:6.2f}x {th} {sp} {r['json_gzip_ms']:6.1f}ms {r['payload_gzip_bytes'] / 1024:8.0f} "
             f"{r['grad_ms']:6.1f}ms {r['grad_ratio']:6.2f}x {ag} {agr}"
         )

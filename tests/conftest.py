@@ -26,7 +26,9 @@ def exported(models_dir: Path) -> Callable[..., dict]:
 
     from app.nets.export import export_model
 
-    def _export(name: str, variant: str = "init", kinds: tuple[str, ...] = ("running", "batch")) -> dict:
+    def _export(
+        name: str, variant: str = "init", kinds: tuple[str, ...] = ("running", "batch", "stats-running", "stats-batch")
+    ) -> dict:
         have = exported_kinds(models_dir, name, variant)
         todo = tuple(k for k in kinds if k not in have)
         if todo:

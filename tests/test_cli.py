@@ -21,7 +21,7 @@ def _drop_timings(d: dict) -> dict:
 def test_analyze_cli_matches_api(
     tmp_path: Path, exported: Callable, models_dir: Path, make_client: Callable, capsys: pytest.CaptureFixture
 ) -> None:
-    exported("resnet20", kinds=("running", "batch", "grad-running"))
+    exported("resnet20", kinds=("running", "batch", "stats-running", "stats-batch", "grad-running"))
     img = tmp_path / "a.png"
     img.write_bytes(png_bytes(seed=11))
     args = [

@@ -19,7 +19,7 @@ from app.runtime.store import ImageStore
 
 from .conftest import png_bytes
 
-GRAPHS = ("running", "batch", "grad-running", "grad-batch", "lesion")
+GRAPHS = ("running", "batch", "stats-running", "stats-batch", "grad-running", "grad-batch", "lesion")
 REQUIRED = {
     "activations",
     "histogram",

@@ -71,7 +71,7 @@ def test_ort_matches_torch_every_tap(name: str, bn: str, exported: Callable, mod
 @pytest.mark.slow
 @pytest.mark.parametrize("name", [n for n in SPECS if n not in ("resnet20", "resnet18")])
 def test_ort_matches_torch_every_model(name: str, exported: Callable, models_dir: Path) -> None:
-    manifest = exported(name)
+    manifest = exported(name, kinds=("running", "batch"))
     n = SPECS[name].num_blocks
     _compare(name, manifest, models_dir, "running", _gate_sets(n)[2], batch=1, deep=True)
     _compare(name, manifest, models_dir, "batch", np.ones(n, np.float32), batch=1, deep=True)
@@ -122,3 +122,15 @@ def test_export_uses_imported_weights(exported: Callable, models_dir: Path, tmp_
     with torch.no_grad():
         want = model(torch.from_numpy(x)).numpy()
     np.testing.assert_allclose(logits, want, rtol=1e-4, atol=1e-5)
+
+
+def test_stats_graph_is_skipped_for_models_with_too_many_taps(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import app.nets.export as export
+
+    monkeypatch.setattr(export, "STATS_GRAPH_MAX_TAPS", 10)
+    man = export.export_model("resnet20", "init", tmp_path, kinds=("stats-running", "bare"))
+    assert set(man["graphs"]) == {"bare"}
+    assert not (tmp_path / "resnet20" / "init" / "stats-running.onnx").exists()
+    assert "skipped resnet20@init stats-running" in capsys.readouterr().out

@@ -14,7 +14,7 @@ from app.runtime.preprocess import prepare
 
 from .conftest import png_bytes
 
-KINDS = ("running", "batch", "grad-running", "grad-batch", "lesion")
+KINDS = ("running", "batch", "stats-running", "stats-batch", "grad-running", "grad-batch", "lesion")
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ from app.api.analyze import _in_thread
 from app.api.deps import RegistryDep, ServiceDep, payload_response
 from app.api.pages import TEMPLATES
 from app.paths import SHIPPED_WEIGHTS_DIR
-from app.runtime.analysis import run_taps, tap_reports
+from app.runtime.analysis import measure
 from app.runtime.preprocess import prepare
 from app.runtime.registry import ModelRegistry, parse_bn
 from app.runtime.service import Payload, RequestError
@@ -95,8 +95,7 @@ def fig7(registry: ModelRegistry, bn: str, names: tuple[str, ...] = ("resnet20",
             bn_ids = [b["id"] for b in model.manifest["batchnorm"] if kernels.get(b["input"]) == 3]
             gates = np.full(model.num_blocks, 0.0 if plain else 1.0, np.float32)
             x = np.stack([prepare(b, model.manifest["preprocessing"])[0] for b in blobs])
-            taps = run_taps(registry, model, x, gates, bn)
-            reports = tap_reports(taps, model.manifest, bn)
+            reports = measure(registry, model, x, gates, bn).reports
             series.append(
                 {
                     "model": name,

@@ -23,7 +23,7 @@ from torch import Tensor, nn
 from app import arch
 from app.nets.resnet import ResNet, build
 from app.nets.weights import load_variant
-from app.paths import EXPORT_FORMAT, GRAPH_FILES, manifest_path, model_dir
+from app.paths import EXPORT_FORMAT, GRAPH_FILES, STATS_GRAPH_MAX_TAPS, manifest_path, model_dir
 from app.specs import SPECS
 
 OPSET = 17
@@ -60,6 +60,70 @@ class TapGraph(nn.Module):
         finally:
             self.model.bn_mode = None
         return (logits, *(recorded[n] for n in self.tap_names))
+
+
+# Taps whose statistics the stats graph measures in full; BN outputs are derived from their
+# input (y = scale * x + shift per channel), so for them only zeros and a sample are measured.
+MEASURED_KINDS = ("conv", "stem", "block", "shortcut")
+HIST_SAMPLE = 4_096  # = app.runtime.stats.HIST_SAMPLE
+PAIR_SAMPLE = 2_000  # = app.runtime.analysis.BLOCK_SAMPLE
+
+
+def _strided(t: Tensor, size: int, limit: int) -> Tensor:
+    """Every ceil(size / limit)-th element of each image's flattened tensor: (N, <= limit)."""
+    step = -(-size // limit)
+    return torch.flatten(t, 1)[:, ::step]
+
+
+class StatsGraph(nn.Module):
+    """Forward pass that reduces every tap inside the graph instead of returning it.
+
+    Outputs, per image: logits; for measured taps per-channel sum, sum of squares, min and max
+    and the count of exact zeros; for BN outputs the zero count; a strided sample of every tap
+    (histograms); (x, F(x)) pairs of every block; and the stem and block outputs in full
+    (feature-map thumbnails). ORT runs the reductions in its own threads next to the convs.
+    """
+
+    def __init__(self, model: ResNet, bn_mode: str) -> None:
+        super().__init__()
+        self.model = model
+        self.bn_mode = bn_mode
+        recorded = _record_all(model)
+        self.sizes = {n: int(t[0].numel()) for n, t in recorded.items()}
+        self.kinds = {n: _tap_kind(n) for n in recorded}
+        self.pairs = {b["residual"]: b for b in _block_taps(model)}
+        self.output_names = ["logits", *(name for name, _ in self._outputs(recorded))]
+
+    def _outputs(self, recorded: dict[str, Tensor]) -> list[tuple[str, Tensor]]:
+        out: list[tuple[str, Tensor]] = []
+        for n, t in recorded.items():
+            kind = self.kinds[n]
+            if kind in MEASURED_KINDS:
+                out += [
+                    (f"{n}:sum", t.sum((2, 3))),
+                    (f"{n}:sumsq", (t * t).sum((2, 3))),
+                    (f"{n}:min", t.amin((2, 3))),
+                    (f"{n}:max", t.amax((2, 3))),
+                ]
+            out.append((f"{n}:zeros", (t == 0).float().sum((1, 2, 3))))
+            out.append((f"{n}:sample", _strided(t, self.sizes[n], HIST_SAMPLE)))
+            if kind in ("stem", "block"):
+                out.append((n, t))
+        for residual, b in self.pairs.items():
+            size = self.sizes[residual]
+            out.append((f"{b['id']}:pair_x", _strided(recorded[b["shortcut"]], size, PAIR_SAMPLE)))
+            out.append((f"{b['id']}:pair_f", _strided(recorded[residual], size, PAIR_SAMPLE)))
+        return out
+
+    def forward(self, image: Tensor, gates: Tensor) -> tuple[Tensor, ...]:
+        """Logits and the reductions named in ``output_names[1:]``, in that order."""
+        recorded: dict[str, Tensor] = {}
+        self.model.bn_mode = self.bn_mode
+        try:
+            logits = self.model(image, gates, rec=recorded.__setitem__)
+        finally:
+            self.model.bn_mode = None
+        return (logits, *(t for _, t in self._outputs(recorded)))
 
 
 class LesionGraph(nn.Module):
@@ -148,12 +212,9 @@ def _class_names(classes: str) -> list[str]:
     return list(CIFAR10)
 
 
-def build_manifest(model: ResNet, variant: str, source: str, sha256: str | None) -> dict:
-    """Everything the server needs to know about a model without opening the graph."""
+def _block_taps(model: ResNet) -> list[dict]:
+    """Each residual block with the tap ids of its input, residual F(x), shortcut S(x) and output."""
     spec = model.spec
-    recorded = _record_all(model)
-    layers = {layer.id: layer for layer in arch.layers(spec)}
-    taps = [{"id": n, "kind": _tap_kind(n), "shape": list(t.shape[1:])} for n, t in recorded.items()]
     stem = "maxpool" if spec.family == "imagenet" else "relu"
     blocks = []
     prev = stem
@@ -180,6 +241,16 @@ def build_manifest(model: ResNet, variant: str, source: str, sha256: str | None)
                 }
             )
             prev = path
+    return blocks
+
+
+def build_manifest(model: ResNet, variant: str, source: str, sha256: str | None) -> dict:
+    """Everything the server needs to know about a model without opening the graph."""
+    spec = model.spec
+    recorded = _record_all(model)
+    layers = {layer.id: layer for layer in arch.layers(spec)}
+    taps = [{"id": n, "kind": _tap_kind(n), "shape": list(t.shape[1:])} for n, t in recorded.items()]
+    blocks = _block_taps(model)
     batchnorm = []
     for path, m in model.named_modules():
         if isinstance(m, nn.BatchNorm2d):
@@ -224,7 +295,7 @@ def export_model(
     name: str,
     variant: str,
     models_dir: Path,
-    kinds: Iterable[str] = ("running", "batch", "grad-running", "grad-batch", "lesion"),
+    kinds: Iterable[str] = ("running", "batch", "stats-running", "stats-batch", "grad-running", "grad-batch", "lesion"),
     log: bool = True,
 ) -> dict:
     """Export the graphs of ``name`` with weights ``variant`` and write the manifest; return it."""
@@ -246,12 +317,19 @@ def export_model(
     image = torch.zeros(1, 3, size, size)
     gates = torch.ones(model.spec.num_blocks)
     for kind in kinds:
+        if kind.startswith("stats-") and len(manifest["taps"]) > STATS_GRAPH_MAX_TAPS:
+            if log:
+                print(f"skipped {name}@{variant} {kind}: {len(manifest['taps'])} taps (analyses use the tap graph)")
+            continue
         t0 = time.perf_counter()
         model.eval()
         path = out_dir / GRAPH_FILES[kind]
         if kind == "lesion":
             branch = torch.ones(1, model.spec.num_blocks)
             _export(LesionGraph(model), (image, gates, branch), path, ["image", "gates", "branch"], ["logits"])
+        elif kind.startswith("stats-"):
+            stats = StatsGraph(model, kind.split("-", 1)[1])
+            _export(stats, (image, gates), path, ["image", "gates"], stats.output_names)
         elif kind in ("running", "batch", "bare"):
             graph = TapGraph(model, "batch" if kind == "batch" else "running", taps=kind != "bare")
             _export(graph, (image, gates), path, ["image", "gates"], ["logits", *graph.tap_names])

@@ -1,7 +1,10 @@
-"""One analysis: run the tap graph, then reduce every tap to what the charts draw.
+"""One analysis: run a graph, then turn what it measured into what the charts draw.
 
-Reads top to bottom: run the graph, per-tap statistics (in parallel threads; numpy releases
-the GIL), batch-norm layers, residual blocks, feature maps, prediction.
+Two routes give the same numbers. The stats graph (default) reduces every tap inside ONNX
+Runtime (per-channel sums, sums of squares, min, max, zero counts, strided samples), so only
+small arrays cross into Python. The tap graph returns every tap in full and numpy reduces them;
+it serves ``feature_maps=all`` and full-resolution channels. Either way BN outputs are derived
+from their inputs (y = scale * x + shift per channel) rather than measured twice.
 """
 
 from __future__ import annotations
@@ -9,16 +12,36 @@ from __future__ import annotations
 import os
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 
 import numpy as np
 
+from app.paths import STATS_GRAPH_MAX_TAPS
 from app.runtime.featuremaps import thumbnails
 from app.runtime.labels import class_names
 from app.runtime.registry import LoadedModel, ModelRegistry
-from app.runtime.stats import affine_moments, compact, histogram, round_channel_stats, sample, tensor_report
+from app.runtime.stats import (
+    affine_moments,
+    batch_sample,
+    compact,
+    finish_reports,
+    merge_rows,
+    report,
+    tensor_report,
+)
 
 BLOCK_SAMPLE = 2000  # (x, F(x)) pairs per block for the residual scatter plot
 _POOL = ThreadPoolExecutor(max_workers=max(1, min(4, os.cpu_count() or 1)), thread_name_prefix="stats")
+
+
+@dataclass
+class Measured:
+    """What one forward pass measured: logits, a report per tap, block samples, full tensors."""
+
+    logits: np.ndarray
+    reports: dict[str, dict]
+    pairs: dict[str, tuple[np.ndarray, np.ndarray]]  # block id -> (x, F(x)) at the same positions
+    tensors: dict[str, np.ndarray]  # taps available in full (for feature-map thumbnails)
 
 
 def run_taps(registry: ModelRegistry, model: LoadedModel, images: np.ndarray, gates: np.ndarray, bn: str) -> dict:
@@ -27,6 +50,34 @@ def run_taps(registry: ModelRegistry, model: LoadedModel, images: np.ndarray, ga
     names = [o.name for o in sess.get_outputs()]
     outs = sess.run(None, {"image": images, "gates": gates})
     return dict(zip(names, outs, strict=True))
+
+
+def run_stats(registry: ModelRegistry, model: LoadedModel, images: np.ndarray, gates: np.ndarray, bn: str) -> dict:
+    """Outputs of the stats graph (``<tap>:sum``, ``<tap>:sample``, ...) for a batch of images."""
+    sess = registry.session(model, f"stats-{bn}")
+    names = [o.name for o in sess.get_outputs()]
+    outs = sess.run(None, {"image": images, "gates": gates})
+    return dict(zip(names, outs, strict=True))
+
+
+def measure(
+    registry: ModelRegistry, model: LoadedModel, images: np.ndarray, gates: np.ndarray, bn: str, full: bool = False
+) -> Measured:
+    """Run the stats graph (or, with ``full`` or for very deep models, the tap graph) and report on every tap."""
+    man = model.manifest
+    if full or len(man["taps"]) > STATS_GRAPH_MAX_TAPS:
+        taps = run_taps(registry, model, images, gates, bn)
+        pairs = {
+            b["id"]: (batch_sample(taps[b["shortcut"]], BLOCK_SAMPLE), batch_sample(taps[b["residual"]], BLOCK_SAMPLE))
+            for b in man["blocks"]
+        }
+        return Measured(taps["logits"], tap_reports(taps, man, bn), pairs, taps)
+    outs = run_stats(registry, model, images, gates, bn)
+    pairs = {
+        b["id"]: (merge_rows(outs[f"{b['id']}:pair_x"]), merge_rows(outs[f"{b['id']}:pair_f"])) for b in man["blocks"]
+    }
+    tensors = {t["id"]: outs[t["id"]] for t in man["taps"] if t["id"] in outs}
+    return Measured(outs["logits"], stats_reports(outs, man, bn, images.shape[0]), pairs, tensors)
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -54,12 +105,6 @@ def prediction(logits: np.ndarray, manifest: dict, k: int = 5) -> list[dict]:
     return out
 
 
-def _block_sample(x: np.ndarray, f: np.ndarray, limit: int = BLOCK_SAMPLE) -> dict:
-    """Deterministic strided sample of (x, F(x)) element pairs at the same positions."""
-    xs, fs = sample(x, limit), sample(f, limit)
-    return {"x": compact(xs, 4), "f": compact(fs, 4)}
-
-
 def analyze(
     registry: ModelRegistry,
     model: LoadedModel,
@@ -71,27 +116,23 @@ def analyze(
 ) -> dict:
     """The full analysis JSON for a batch of preprocessed images (N, 3, H, W)."""
     t0 = time.perf_counter()
-    taps = run_taps(registry, model, images, gates, bn)
-    t_run = time.perf_counter()
     man = model.manifest
-    tap_meta = man["taps"]
-    reports = tap_reports(taps, man, bn)
+    measured = measure(registry, model, images, gates, bn, full=feature_maps == "all")
+    reports = measured.reports
     t_stats = time.perf_counter()
     fmap_ids = _feature_map_taps(man, feature_maps)
     # PNG encoding releases the GIL: let the pool draw thumbnails while this thread assembles.
-    fmap_jobs = [_POOL.submit(thumbnails, taps[tid], reports[tid]["_channel_mean"], k) for tid in fmap_ids]
-
-    layers = []
-    for t in tap_meta:
-        r = reports[t["id"]]
-        layers.append(
-            {
-                "id": t["id"],
-                "kind": t["kind"],
-                "shape": list(taps[t["id"]].shape),
-                **{k2: v for k2, v in r.items() if not k2.startswith("_")},
-            }
-        )
+    fmap_jobs = [_POOL.submit(thumbnails, measured.tensors[tid], reports[tid]["_channel_mean"], k) for tid in fmap_ids]
+    n = int(images.shape[0])
+    layers = [
+        {
+            "id": t["id"],
+            "kind": t["kind"],
+            "shape": [n, *t["shape"]],
+            **{k2: v for k2, v in reports[t["id"]].items() if not k2.startswith("_")},
+        }
+        for t in man["taps"]
+    ]
 
     static = _static(model)
     batchnorm = []
@@ -122,7 +163,7 @@ def analyze(
         nf = reports[b["residual"]]["stats"]["l2"]
         ns = reports[b["shortcut"]]["stats"]["l2"]
         nh = reports[b["output"]]["stats"]["l2"]
-        x_s, f = taps[b["shortcut"]], taps[b["residual"]]
+        xs, fs = measured.pairs[b["id"]]
         blocks.append(
             {
                 "id": b["id"],
@@ -135,8 +176,8 @@ def analyze(
                 "norm_f": nf,
                 "norm_h": nh,
                 "ratio": nf / nx if nx > 0 else None,
-                "sample": _block_sample(x_s, f),
-                "residual_histogram": histogram(sample(f)),
+                "sample": {"x": compact(xs, 4), "f": compact(fs, 4)},
+                "residual_histogram": reports[b["residual"]]["histogram"],
             }
         )
 
@@ -155,14 +196,13 @@ def analyze(
         "input": {"shape": list(images.shape), "preprocessing": man["preprocessing"]},
         "gates": gates.tolist(),
         "bn": bn,
-        "prediction": prediction(taps["logits"], man),
+        "prediction": prediction(measured.logits, man),
         "layers": layers,
         "batchnorm": batchnorm,
         "blocks": blocks,
         "feature_maps": fmaps,
         "timings_ms": {
-            "graph": 1e3 * (t_run - t0),
-            "stats": 1e3 * (t_stats - t_run),
+            "measure": 1e3 * (t_stats - t0),
             "assemble": 1e3 * (t_end - t_stats),
             "total": 1e3 * (t_end - t0),
         },
@@ -200,11 +240,40 @@ def tap_reports(taps: dict[str, np.ndarray], manifest: dict, bn: str) -> dict[st
         b = bn_layers[i]
         before = reports[b["input"]]
         scale, shift, _, _ = bn_affine(b, before, bn)
-        return tensor_report(taps[i], affine_moments(before["_moments"], scale, shift, taps[i]))
+        t = taps[i]
+        return tensor_report(t, affine_moments(before["_moments"], scale, shift, t.size - np.count_nonzero(t)))
 
     bn_ids = [i for i in ids if i in bn_layers]
     reports.update(zip(bn_ids, _POOL.map(derived, bn_ids), strict=True))
-    round_channel_stats(list(reports.values()))
+    finish_reports(list(reports.values()))
+    return reports
+
+
+def stats_reports(outs: dict[str, np.ndarray], manifest: dict, bn: str, n: int) -> dict[str, dict]:
+    """Reports of every tap from the stats graph's per-image reductions of a batch of ``n`` images."""
+    bn_layers = {b["id"]: b for b in manifest["batchnorm"]}
+    reports: dict[str, dict] = {}
+    for t in manifest["taps"]:
+        i = t["id"]
+        if i in bn_layers:
+            continue
+        c, count = t["shape"][0], n * int(np.prod(t["shape"][1:]))
+        moments = {
+            "count": np.full(c, count, np.int64),
+            "sum": outs[f"{i}:sum"].sum(axis=0, dtype=np.float64),
+            "sumsq": outs[f"{i}:sumsq"].sum(axis=0, dtype=np.float64),
+            "min": outs[f"{i}:min"].min(axis=0),
+            "max": outs[f"{i}:max"].max(axis=0),
+            "zeros": int(outs[f"{i}:zeros"].sum()),
+        }
+        reports[i] = report(moments, merge_rows(outs[f"{i}:sample"]))
+    for i, b in bn_layers.items():
+        before = reports[b["input"]]
+        scale, shift, _, _ = bn_affine(b, before, bn)
+        moments = affine_moments(before["_moments"], scale, shift, int(outs[f"{i}:zeros"].sum()))
+        reports[i] = report(moments, merge_rows(outs[f"{i}:sample"]))
+    reports = {t["id"]: reports[t["id"]] for t in manifest["taps"]}
+    finish_reports(list(reports.values()))
     return reports
 
 

@@ -1,12 +1,16 @@
-"""Feature-map thumbnails: channels of a tap as colour-mapped PNGs with the value range used."""
+"""Feature-map thumbnails: channels of a tap as colour-mapped PNGs with the value range used.
+
+Thumbnails are 8-bit palette PNGs (the palette is the colour map) written directly with zlib:
+a third of the bytes of RGB and no per-image PIL overhead, which matters at 136 per answer.
+"""
 
 from __future__ import annotations
 
 import base64
-import io
+import struct
+import zlib
 
 import numpy as np
-from PIL import Image
 
 # Viridis, sampled at 9 points and interpolated to 256 entries.
 _ANCHORS = np.array(
@@ -28,18 +32,33 @@ LUT = np.stack([np.interp(np.linspace(0, 8, 256), np.arange(9), _ANCHORS[:, i]) 
 )  # (256, 3)
 
 
+def _chunk(tag: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data))
+
+
+_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_PALETTE = _chunk(b"PLTE", LUT.tobytes())
+_END = _chunk(b"IEND", b"")
+
+
+def levels(a: np.ndarray, vmin: float, vmax: float) -> np.ndarray:
+    """Values to colour-map indices 0..255 over [vmin, vmax] (uint8, same shape)."""
+    scale = 255.0 / (vmax - vmin) if vmax > vmin else 0.0
+    return np.clip((a - vmin) * scale, 0, 255).astype(np.uint8)
+
+
 def colorize(a: np.ndarray, vmin: float, vmax: float) -> np.ndarray:
     """(H, W) values to (H, W, 3) uint8 through the viridis LUT over [vmin, vmax]."""
-    scale = 255.0 / (vmax - vmin) if vmax > vmin else 0.0
-    idx = np.clip((a - vmin) * scale, 0, 255).astype(np.uint8)
-    return LUT[idx]
+    return LUT[levels(a, vmin, vmax)]
 
 
-def png_b64(rgb: np.ndarray) -> str:
-    """Base64 PNG of an (H, W, 3) uint8 image."""
-    buf = io.BytesIO()
-    Image.fromarray(rgb, "RGB").save(buf, format="PNG", compress_level=1)
-    return base64.b64encode(buf.getvalue()).decode("ascii")
+def png_indexed(idx: np.ndarray) -> bytes:
+    """A PNG of an (H, W) uint8 image of colour-map indices, with the viridis palette."""
+    h, w = idx.shape
+    rows = np.zeros((h, w + 1), np.uint8)  # each scanline starts with filter type 0 (none)
+    rows[:, 1:] = idx
+    header = _chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 3, 0, 0, 0))  # 8 bits, palette colour
+    return _SIGNATURE + header + _PALETTE + _chunk(b"IDAT", zlib.compress(rows.tobytes(), 6)) + _END
 
 
 def top_channels(channel_mean: np.ndarray, k: int) -> list[int]:
@@ -56,7 +75,7 @@ def thumbnails(t: np.ndarray, channel_mean: np.ndarray, k: int, image: int = 0) 
     vmin, vmax = float(maps.min()), float(maps.max())
     return {
         "channels": chans,
-        "png": [png_b64(colorize(m, vmin, vmax)) for m in maps],
+        "png": [base64.b64encode(png_indexed(m)).decode("ascii") for m in levels(maps, vmin, vmax)],
         "vmin": vmin,
         "vmax": vmax,
         "size": [int(t.shape[2]), int(t.shape[3])],

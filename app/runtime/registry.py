@@ -24,7 +24,7 @@ from app.paths import (
 from app.specs import BN_MODES, SPECS
 
 log = logging.getLogger("resviz.registry")
-SERVING_GRAPHS = ("running", "batch", "grad-running", "grad-batch", "lesion")
+SERVING_GRAPHS = ("running", "batch", "stats-running", "stats-batch", "grad-running", "grad-batch", "lesion")
 
 
 class UnknownModelError(KeyError):

@@ -63,36 +63,62 @@ def sample(t: np.ndarray, limit: int = HIST_SAMPLE) -> np.ndarray:
     return flat[::step]
 
 
-def histogram(values: np.ndarray, lo: float | None = None, hi: float | None = None, bins: int = HIST_BINS) -> dict:
-    """Histogram over a robust range (quantiles), with explicit underflow and overflow counts."""
-    v = np.asarray(values)
+def sample_rows(t: np.ndarray, limit: int = HIST_SAMPLE) -> np.ndarray:
+    """Per image of a batch (N, ...): every ceil(size / limit)-th element, as rows (N, <= limit)."""
+    rows = t.reshape(t.shape[0], -1)
+    return rows[:, :: -(-rows.shape[1] // limit)]
+
+
+def merge_rows(rows: np.ndarray) -> np.ndarray:
+    """One bounded sample from per-image rows (N, S): all of them for one image, every N-th else."""
+    return rows.reshape(-1)[:: rows.shape[0]]
+
+
+def batch_sample(t: np.ndarray, limit: int = HIST_SAMPLE) -> np.ndarray:
+    """The sample of a batch tensor that the stats graph takes in-graph (= ``sample`` for one image)."""
+    return merge_rows(sample_rows(t, limit))
+
+
+def _bin(values: np.ndarray, bins: int) -> tuple[float, float, np.ndarray, int, int]:
+    """Robust range (nearest-rank quantiles), counts inside it, underflow and overflow."""
+    v = np.asarray(values).reshape(-1)
     n = v.size
-    if lo is None or hi is None:
-        if n:
-            k = [int(round(q * (n - 1))) for q in CLIP_QUANTILES]  # nearest-rank quantiles
-            part = np.partition(v, k)
-            lo, hi = float(part[k[0]]), float(part[k[1]])
-        else:
-            lo = hi = 0.0
+    if n:
+        k = [int(round(q * (n - 1))) for q in CLIP_QUANTILES]
+        part = np.partition(v, k)
+        lo, hi = float(part[k[0]]), float(part[k[1]])
+    else:
+        lo = hi = 0.0
     if not hi > lo:
-        lo, hi = lo - 0.5, lo + 0.5  # a constant tensor: one bin holds everything
-    edges = np.linspace(lo, hi, bins + 1)
+        lo, hi = lo - 0.5, lo + 0.5  # a constant sample: one bin holds everything
     under = int(np.count_nonzero(v < lo))
     over = int(np.count_nonzero(v > hi))
     inside = v[(v >= lo) & (v <= hi)].astype(np.float64)
     idx = np.minimum(((inside - lo) * (bins / (hi - lo))).astype(np.int64), bins - 1)  # hi falls in the last bin
-    counts = np.bincount(idx, minlength=bins)
-    return {
-        "edges": compact(edges),
-        "counts": counts.tolist(),
-        "underflow": under,
-        "overflow": over,
-        "sampled": int(n),
-    }
+    return lo, hi, np.bincount(idx, minlength=bins), under, over
 
 
-def affine_moments(m: dict[str, np.ndarray], scale: np.ndarray, shift: np.ndarray, t: np.ndarray) -> dict:
-    """Channel moments of ``y = scale * x + shift`` (per channel) from those of x; zeros counted on ``t`` = y.
+def histograms(samples: list[np.ndarray], bins: int = HIST_BINS) -> list[dict]:
+    """A histogram of each sample over its robust range, with explicit underflow and overflow counts."""
+    if not samples:
+        return []
+    binned = [_bin(v, bins) for v in samples]
+    ranges = np.array([(lo, hi) for lo, hi, *_ in binned], np.float64)
+    steps = np.linspace(0.0, 1.0, bins + 1)[None, :]
+    edges = compact(ranges[:, :1] + (ranges[:, 1:] - ranges[:, :1]) * steps)  # rounded in one pass
+    return [
+        {"edges": e, "counts": counts.tolist(), "underflow": under, "overflow": over, "sampled": int(np.size(v))}
+        for e, (_, _, counts, under, over), v in zip(edges, binned, samples, strict=True)
+    ]
+
+
+def histogram(values: np.ndarray, bins: int = HIST_BINS) -> dict:
+    """Histogram over a robust range (quantiles), with explicit underflow and overflow counts."""
+    return histograms([values], bins)[0]
+
+
+def affine_moments(m: dict[str, np.ndarray], scale: np.ndarray, shift: np.ndarray, zeros: int) -> dict:
+    """Channel moments of ``y = scale * x + shift`` (per channel) from those of x; ``zeros`` counted on y.
 
     A BN layer is exactly such a map, so its output needs one counting pass instead of five.
     """
@@ -107,35 +133,43 @@ def affine_moments(m: dict[str, np.ndarray], scale: np.ndarray, shift: np.ndarra
         "sumsq": (scale**2 * var_x + mean_y**2) * count,
         "min": np.minimum(lo, hi),
         "max": np.maximum(lo, hi),
-        "zeros": t.size - np.count_nonzero(t),
+        "zeros": zeros,
     }
 
 
-def tensor_report(t: np.ndarray, moments: dict[str, np.ndarray] | None = None) -> dict:
-    """Stats, per-channel mean/std and a histogram of one tap (N, C, H, W) or (N, C).
+def report(moments: dict[str, np.ndarray], values: np.ndarray) -> dict:
+    """Stats and per-channel mean/std of one tap from its channel moments; ``values`` is its sample.
 
-    ``channel_mean``/``channel_std`` are filled in by ``round_channel_stats`` for all taps at once.
+    ``channel_mean``, ``channel_std`` and ``histogram`` are filled in by ``finish_reports`` for
+    all taps at once.
     """
-    if t.ndim == 2:
-        t = t[:, :, None, None]
-    m = moments if moments is not None else channel_moments(t)
-    stats, ch_mean, ch_std = summarize(m)
+    stats, ch_mean, ch_std = summarize(moments)
     return {
         "stats": stats,
         "channel_mean": None,
         "channel_std": None,
-        "histogram": histogram(sample(t)),
-        "_moments": m,
+        "histogram": None,
+        "_moments": moments,
         "_channel_mean": ch_mean,
         "_channel_var": ch_std**2,
         "_channel_std": ch_std,
+        "_sample": values,
     }
 
 
-def round_channel_stats(reports: list[dict]) -> None:
-    """Fill every report's rounded ``channel_mean`` and ``channel_std`` in one vectorised pass."""
+def tensor_report(t: np.ndarray, moments: dict[str, np.ndarray] | None = None) -> dict:
+    """Stats, per-channel mean/std and a histogram of one tap (N, C, H, W) or (N, C)."""
+    if t.ndim == 2:
+        t = t[:, :, None, None]
+    return report(moments if moments is not None else channel_moments(t), batch_sample(t))
+
+
+def finish_reports(reports: list[dict]) -> None:
+    """Fill every report's rounded ``channel_mean`` and ``channel_std`` and its ``histogram``."""
     if not reports:
         return
+    for r, h in zip(reports, histograms([r["_sample"] for r in reports]), strict=True):
+        r["histogram"] = h
     sizes = [r["_channel_mean"].size for r in reports]
     flat = compact(np.concatenate([np.concatenate([r["_channel_mean"], r["_channel_std"]]) for r in reports]))
     pos = 0
