@@ -36,7 +36,7 @@ def _autograd(x: np.ndarray, gates: np.ndarray, bn: str, target: int | None) -> 
     t = logits.argmax(1) if target is None else torch.full((x.shape[0],), target)
     loss = F.cross_entropy(logits, t)
     loss.backward()
-    out = {"loss": float(loss), "target": int(t[0])}
+    out = {"loss": float(loss.detach()), "target": int(t[0])}
     for name, p in model.named_parameters():
         out[f"w:{name}"] = float(p.grad.norm())
     for name, v in rec.items():

@@ -68,13 +68,15 @@ def _norm(t: Tensor) -> Tensor:
     """L2 norm over every element, as a 0-d tensor, accurate in float32 in torch and ONNX Runtime.
 
     ``torch.linalg.vector_norm`` (eager, CPU) and ONNX Runtime's one-shot ``ReduceSum`` both drift
-    by up to ~1e-4 relative on tensors of a few million elements; summing one axis at a time keeps
-    every accumulation short.
+    by up to ~1e-4 relative on tensors of a few million elements; two short sums (over each
+    channel's pixels, then over images and channels) keep every accumulation short: two kernels.
     """
     sq = t.square()
-    for _ in range(t.dim()):
-        sq = sq.sum(dim=-1)
-    return sq.sqrt()
+    if sq.dim() > 2:
+        sq = sq.flatten(2).sum(dim=-1)  # (N, C): per image and channel
+    elif sq.dim() == 2:
+        sq = sq.sum(dim=-1)  # (rows,): e.g. the fc weight gradient, one row per class
+    return sq.sum().sqrt()
 
 
 def _channel(v: Tensor) -> Tensor:
@@ -83,8 +85,12 @@ def _channel(v: Tensor) -> Tensor:
 
 
 def _relu_backward(dy: Tensor, y: Tensor) -> Tensor:
-    """Gradient through a ReLU whose input (or output) is ``y``: keep it where y > 0."""
-    return torch.where(y > 0, dy, 0.0)
+    """Gradient through a ReLU whose input (or output) is ``y``: keep it where y > 0.
+
+    A product with the 0/1 mask, not ``torch.where``: ONNX Runtime's Where with a scalar branch
+    is ~10x slower than Greater, Cast and Mul together on the same tensor.
+    """
+    return dy * (y > 0).to(dy.dtype)
 
 
 def _conv_forward(conv: nn.Conv2d, x: Tensor) -> Tensor:
@@ -95,6 +101,16 @@ def _conv_forward(conv: nn.Conv2d, x: Tensor) -> Tensor:
 def _conv_input_grad(conv: nn.Conv2d, dz: Tensor, x: Tensor) -> Tensor:
     """dL/dx of a convolution: the transposed convolution, padded out to the input's shape."""
     (kh, kw), (sh, sw), (ph, pw) = conv.kernel_size, conv.stride, conv.padding
+    if (sh, sw) == (1, 1) and kh - 1 - ph >= 0 and kw - 1 - pw >= 0:
+        # Stride 1: the transposed convolution is a plain convolution with the kernel flipped and
+        # its in/out channels swapped (ONNX Runtime's Conv is much faster than its ConvTranspose).
+        w = conv.weight.flip(2, 3).transpose(0, 1)  # (Cin, Cout, kh, kw), folded to a constant
+        return F.conv2d(dz, w, None, 1, (kh - 1 - ph, kw - 1 - pw))  # (N, Cin, H, W)
+    if (kh, kw) == (1, 1) and (ph, pw) == (0, 0) and sh == sw:
+        # Strided 1x1 (projection shortcut): a 1x1 conv with the kernel transposed, then the
+        # results spread back to the sampled positions.
+        d = F.conv2d(dz, conv.weight.transpose(0, 1))  # (N, Cin, OH, OW)
+        return _spread(d, sh, int(x.shape[2]), int(x.shape[3]))
     oh, ow = dz.shape[2], dz.shape[3]
     # A strided conv drops the last rows/columns when (H + 2p - k) % s != 0: restore them.
     pad_h = int(x.shape[2]) - ((int(oh) - 1) * sh - 2 * ph + kh)
@@ -102,18 +118,39 @@ def _conv_input_grad(conv: nn.Conv2d, dz: Tensor, x: Tensor) -> Tensor:
     return F.conv_transpose2d(dz, conv.weight, None, (sh, sw), (ph, pw), (pad_h, pad_w))  # (N, Cin, H, W)
 
 
+def _batch_gemm(a: Tensor, b: Tensor) -> Tensor:
+    """sum over images and pixels of a[n, i, p] * b[n, j, p]: (N, I, H, W), (N, J, H, W) -> (I, J).
+
+    One GEMM per image, then the images summed by a product with a row of ones: ONNX Runtime sums
+    a (N, I, J) tensor over its first axis (or transposes images next to pixels) far slower.
+    """
+    prod = torch.matmul(a.flatten(2), b.flatten(2).transpose(1, 2))  # (N, I, J)
+    ones = torch.ones_like(a[:, :1, 0, 0]).t()  # (1, N)
+    return torch.matmul(ones, prod.flatten(1)).view(prod.shape[1], prod.shape[2])  # (I, J)
+
+
 def _conv_weight_grad(conv: nn.Conv2d, dz: Tensor, x: Tensor) -> Tensor:
     """dL/dW of a convolution: correlate input and output gradient with batch and channel swapped."""
     (kh, kw), (sh, sw) = conv.kernel_size, conv.stride
     if (kh, kw) == (1, 1) and conv.padding == (0, 0):
         # A 1x1 conv is a matmul per pixel: dW = sum over n, pixels of dz x^T (one GEMM per image).
-        xs = x[:, :, ::sh, ::sw].flatten(2)  # (N, Cin, OH*OW)
-        dw = torch.matmul(dz.flatten(2), xs.transpose(1, 2)).sum(dim=0)  # (Cout, Cin)
-        return dw[:, :, None, None]  # (Cout, Cin, 1, 1)
-    # (Cin, N, H, W) correlated with (Cout, N, OH, OW), the stride as dilation, sums over N.
-    # The ONNX exporter needs this "kernel" (dz) to have statically known OH, OW.
-    g = F.conv2d(x.transpose(0, 1), dz.transpose(0, 1), None, 1, conv.padding, (sh, sw))  # (Cin, Cout, >=kh, >=kw)
-    return g[:, :, :kh, :kw].transpose(0, 1)  # (Cout, Cin, kh, kw)
+        xs = x[:, :, ::sh, ::sw]  # (N, Cin, OH, OW)
+        return _batch_gemm(dz, xs)[:, :, None, None]  # (Cout, Cin, 1, 1)
+    # im2col by kh*kw strided slices of the zero-padded input, then one GEMM per image:
+    # dW[o, (c, i, j)] = sum over n, pixels of dz[n, o, p] * x_pad[n, c, i + s*py, j + s*px].
+    (ph, pw) = conv.padding
+    cin = int(x.shape[1])
+    oh, ow = int(dz.shape[2]), int(dz.shape[3])
+    zeros_w = torch.zeros_like(x[:, :, :, :1]).expand(-1, -1, -1, pw)
+    xp = torch.cat([zeros_w, x, zeros_w], dim=3) if pw else x  # (N, Cin, H, W + 2pw)
+    zeros_h = torch.zeros_like(xp[:, :, :1, :]).expand(-1, -1, ph, -1)
+    xp = torch.cat([zeros_h, xp, zeros_h], dim=2) if ph else xp  # (N, Cin, H + 2ph, W + 2pw)
+    rows, cols_ = sh * (oh - 1) + 1, sw * (ow - 1) + 1
+    cols = torch.stack(
+        [xp[:, :, i : i + rows : sh, j : j + cols_ : sw] for i in range(kh) for j in range(kw)], dim=2
+    )  # (N, Cin, kh*kw, OH, OW)
+    cols = cols.reshape(-1, cin * kh * kw, oh, ow)  # (N, Cin*kh*kw, OH, OW)
+    return _batch_gemm(dz, cols).reshape(-1, cin, kh, kw)  # (Cout, Cin, kh, kw)
 
 
 def _bn_forward(bn: nn.BatchNorm2d, z: Tensor, mode: str) -> tuple[Tensor, _BNCache]:
@@ -145,11 +182,17 @@ def _bn_backward(bn: nn.BatchNorm2d, cache: _BNCache, dy: Tensor, mode: str) -> 
     return scale * (dy - mean_dy - cache.x_hat * mean_dy_xhat), dgamma, dbeta
 
 
-def _maxpool_backward(pool: nn.MaxPool2d, x: Tensor, dy: Tensor) -> Tensor:
-    """Route each window's gradient to its argmax (torch's choice on ties), summing overlaps."""
-    _, idx = F.max_pool2d(
+def _maxpool_forward(pool: nn.MaxPool2d, x: Tensor) -> tuple[Tensor, Tensor]:
+    """``pool(x)`` and the flat index (into each H*W plane) of every window's maximum."""
+    return F.max_pool2d(
         x, pool.kernel_size, pool.stride, pool.padding, pool.dilation, pool.ceil_mode, return_indices=True
-    )  # (N, C, OH, OW), flat indices into each H*W plane
+    )
+
+
+def _maxpool_backward(pool: nn.MaxPool2d, x: Tensor, dy: Tensor, idx: Tensor | None = None) -> Tensor:
+    """Route each window's gradient to its argmax (torch's choice on ties), summing overlaps."""
+    if idx is None:
+        _, idx = _maxpool_forward(pool, x)  # (N, C, OH, OW)
     dx = torch.zeros_like(x).flatten(2)  # (N, C, H*W)
     # max_unpool2d does not export; scatter-add (ScatterElements, reduction "add") does.
     return dx.scatter_add(2, idx.flatten(2), dy.flatten(2)).view_as(x)
@@ -169,20 +212,23 @@ def _zero_pad_forward(ds: ZeroPadShortcut, x: Tensor) -> Tensor:
     return torch.cat([zeros_before, sub, zeros_after], dim=1)  # (N, Cin + extra, ceil(H/s), ceil(W/s))
 
 
+def _spread(d: Tensor, s: int, height: int, width: int) -> Tensor:
+    """(N, C, h, w) -> (N, C, height, width) with d at every s-th row and column, zeros between."""
+    if s == 1:
+        return d
+    c, h, w = int(d.shape[1]), int(d.shape[2]), int(d.shape[3])
+    zeros = torch.zeros_like(d)
+    d = torch.stack([d] + [zeros] * (s - 1), dim=4).reshape(-1, c, h, w * s)  # columns interleaved
+    zeros = torch.zeros_like(d)
+    d = torch.stack([d] + [zeros] * (s - 1), dim=3).reshape(-1, c, h * s, w * s)  # rows interleaved
+    return d[:, :, :height, :width]
+
+
 def _zero_pad_backward(ds: ZeroPadShortcut, ds_out: Tensor, x: Tensor) -> Tensor:
     """dL/dx of the option A shortcut: drop the padded channels, put zeros between strided samples."""
     before = ds.extra // 2
-    cin = int(x.shape[1])
-    d = ds_out[:, before : before + cin]  # (N, Cin, ceil(H/s), ceil(W/s))
-    s = ds.stride
-    if s == 1:
-        return d
-    h, w = int(d.shape[2]), int(d.shape[3])
-    zeros = torch.zeros_like(d)
-    d = torch.stack([d] + [zeros] * (s - 1), dim=4).reshape(-1, cin, h, w * s)  # columns interleaved
-    zeros = torch.zeros_like(d)
-    d = torch.stack([d] + [zeros] * (s - 1), dim=3).reshape(-1, cin, h * s, w * s)  # rows interleaved
-    return d[:, :, : x.shape[2], : x.shape[3]]  # (N, Cin, H, W)
+    d = ds_out[:, before : before + int(x.shape[1])]  # (N, Cin, ceil(H/s), ceil(W/s))
+    return _spread(d, ds.stride, int(x.shape[2]), int(x.shape[3]))  # (N, Cin, H, W)
 
 
 class GradientGraph(nn.Module):
@@ -298,7 +344,7 @@ class GradientGraph(nn.Module):
         # Forward, keeping the tape.
         stem = self._layer("conv1", "bn1", m.conv1, m.bn1, image, relu=True)
         a0 = F.relu(stem.y)  # (N, C0, H0, W0)
-        x = m.maxpool(a0) if m.maxpool is not None else a0
+        x, pool_idx = _maxpool_forward(m.maxpool, a0) if m.maxpool is not None else (a0, None)
         tapes: list[_BlockTape] = []
         for i, (path, block) in enumerate(m.named_blocks()):
             tape = self._block_forward(path, block, x, gates[i])
@@ -324,7 +370,7 @@ class GradientGraph(nn.Module):
         for tape in reversed(tapes):
             d = self._block_backward(tape, d, out)
         if m.maxpool is not None:
-            d = _maxpool_backward(m.maxpool, a0, d)
+            d = _maxpool_backward(m.maxpool, a0, d, pool_idx)
         self._layer_backward(stem, d, out, need_input=False)
         return tuple(out[name] for name in self._names)
 
