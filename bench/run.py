@@ -1,8 +1,9 @@
 """resviz benchmarks: analysis and gradient graphs against bare ORT and torch baselines.
 
 Prints a table and writes bench/results/bench.json. Run with `make bench` (2-core machine:
-OPENBLAS_NUM_THREADS=1 as in the server). Every row is measured in this one process run, so
-ratios compare like with like.
+OPENBLAS_NUM_THREADS=1 as in the server). Every row is measured in this one process run, in
+interleaved rounds (bare, graphs, analysis, gradients and the torch baselines once each per
+round), so ratios compare like with like.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
@@ -31,6 +33,21 @@ from app.runtime.registry import ModelRegistry  # noqa: E402
 from app.runtime.service import Payload  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
+
+
+def interleaved_ms(fns: dict[str, Callable[[], object]], repeat: int, warmup: int = 2) -> dict[str, float]:
+    """Median wall time of each function in milliseconds, timed in rounds that run each once.
+
+    Interleaving keeps slow drifts of the machine (other load, clock changes) out of the ratios.
+    """
+    times: dict[str, list[float]] = {k: [] for k in fns}
+    for i in range(warmup + repeat):
+        for k, fn in fns.items():
+            t = time.perf_counter()
+            fn()
+            if i >= warmup:
+                times[k].append(time.perf_counter() - t)
+    return {k: 1e3 * statistics.median(v) for k, v in times.items()}
 
 
 def median_ms(fn, repeat: int, warmup: int = 2) -> float:  # noqa: ANN001
@@ -69,7 +86,7 @@ def ensure(models_dir: Path, name: str, kinds: tuple[str, ...]) -> None:
         )
 
 
-def torch_hooks_baseline(name: str, x: np.ndarray, repeat: int) -> float:
+def torch_hooks_baseline(name: str, x: np.ndarray) -> Callable[[], None]:
     """Forward hooks on the same taps computing the same statistics in torch (the usual way)."""
     import torch
 
@@ -95,10 +112,10 @@ def torch_hooks_baseline(name: str, x: np.ndarray, repeat: int) -> float:
         with torch.inference_mode():
             model(xt, rec=lambda _n, t: stats(t))
 
-    return median_ms(run, repeat)
+    return run
 
 
-def torch_autograd_baseline(name: str, x: np.ndarray, repeat: int) -> float:
+def torch_autograd_baseline(name: str, x: np.ndarray) -> Callable[[], None]:
     """Forward + backward with autograd and per-layer weight-gradient norms."""
     import torch
 
@@ -115,7 +132,7 @@ def torch_autograd_baseline(name: str, x: np.ndarray, repeat: int) -> float:
         loss.backward()
         [p.grad.norm() for p in model.parameters() if p.grad is not None]
 
-    return median_ms(run, repeat)
+    return run
 
 
 def analysis_rows(models_dir: Path, names: list[str], repeat: int, with_torch: bool) -> list[dict]:
@@ -133,33 +150,39 @@ def analysis_rows(models_dir: Path, names: list[str], repeat: int, with_torch: b
         stats = reg.session(model, "stats-running")
         grad = reg.session(model, "grad-running")
         feed = {"image": x, "gates": gates}
-        t_bare = median_ms(lambda: bare.run(["logits"], feed), repeat)  # noqa: B023
-        t_taps = median_ms(lambda: taps.run(None, feed), repeat)  # noqa: B023
-        t_stats = median_ms(lambda: stats.run(None, feed), repeat)  # noqa: B023
-        t_full = median_ms(lambda: analyze(reg, model, x, gates, "running"), repeat)  # noqa: B023
+        target = np.full(1, -1, np.int64)
+        fns: dict[str, Callable[[], object]] = {
+            "bare": lambda: bare.run(["logits"], feed),  # noqa: B023
+            "taps": lambda: taps.run(None, feed),  # noqa: B023
+            "stats": lambda: stats.run(None, feed),  # noqa: B023
+            "analysis": lambda: analyze(reg, model, x, gates, "running"),  # noqa: B023
+            "grad": lambda: grad.run(None, {**feed, "target": target}),  # noqa: B023
+        }
+        if with_torch:
+            fns["torch_hooks"] = torch_hooks_baseline(name, x)
+            fns["torch_autograd"] = torch_autograd_baseline(name, x)
+        t = interleaved_ms(fns, repeat)
         result = analyze(reg, model, x, gates, "running")
         t_json = median_ms(lambda: Payload.of(result), max(3, repeat // 3), warmup=1)  # noqa: B023
         payload = Payload.of(result)
-        target = np.full(1, -1, np.int64)
-        t_grad = median_ms(lambda: grad.run(None, {**feed, "target": target}), repeat)  # noqa: B023
         row = {
             "model": name,
-            "bare_ms": t_bare,
-            "taps_graph_ms": t_taps,
-            "stats_graph_ms": t_stats,
-            "analysis_ms": t_full,
-            "analysis_ratio": t_full / t_bare,
+            "bare_ms": t["bare"],
+            "taps_graph_ms": t["taps"],
+            "stats_graph_ms": t["stats"],
+            "analysis_ms": t["analysis"],
+            "analysis_ratio": t["analysis"] / t["bare"],
             "json_gzip_ms": t_json,
             "payload_bytes": len(payload.body),
             "payload_gzip_bytes": len(payload.gzipped),
-            "grad_ms": t_grad,
-            "grad_ratio": t_grad / t_bare,
+            "grad_ms": t["grad"],
+            "grad_ratio": t["grad"] / t["bare"],
         }
         if with_torch:
-            row["torch_hooks_ms"] = torch_hooks_baseline(name, x, repeat)
-            row["speedup_vs_torch_hooks"] = row["torch_hooks_ms"] / t_full
-            row["torch_autograd_ms"] = torch_autograd_baseline(name, x, repeat)
-            row["torch_autograd_ratio"] = row["torch_autograd_ms"] / t_bare
+            row["torch_hooks_ms"] = t["torch_hooks"]
+            row["speedup_vs_torch_hooks"] = t["torch_hooks"] / t["analysis"]
+            row["torch_autograd_ms"] = t["torch_autograd"]
+            row["torch_autograd_ratio"] = t["torch_autograd"] / t["bare"]
         rows.append(row)
     return rows
 
