@@ -31,10 +31,11 @@ OPSET = 17
 
 @dataclass
 class _BNCache:
-    """What the BN backward needs: normalised input (N, C, H, W) and 1/std (1, C, 1, 1)."""
+    """What the BN backward needs: 1/std (1, C, 1, 1) and x_hat, or z and the mean to centre it."""
 
-    x_hat: Tensor
+    t: Tensor  # x_hat (N, C, H, W) when ``mean`` is None, else the BN input z
     invstd: Tensor
+    mean: Tensor | None = None  # (C,): x_hat = (z - mean) * invstd, never materialised
 
 
 @dataclass
@@ -157,9 +158,8 @@ def _bn_forward(bn: nn.BatchNorm2d, z: Tensor, mode: str) -> tuple[Tensor, _BNCa
     """BN of ``z`` with running or current-batch statistics, exactly as ``resnet.batch_norm``."""
     if mode == "running":
         invstd = _channel(torch.rsqrt(bn.running_var + bn.eps))  # (1, C, 1, 1)
-        x_hat = (z - _channel(bn.running_mean)) * invstd
         y = F.batch_norm(z, bn.running_mean, bn.running_var, bn.weight, bn.bias, False, 0.0, bn.eps)
-        return y, _BNCache(x_hat, invstd)
+        return y, _BNCache(z, invstd, bn.running_mean)
     mu = z.mean(dim=(0, 2, 3), keepdim=True)  # (1, C, 1, 1)
     var = ((z - mu) ** 2).mean(dim=(0, 2, 3), keepdim=True)  # population variance
     invstd = torch.rsqrt(var + bn.eps)
@@ -171,15 +171,16 @@ def _bn_forward(bn: nn.BatchNorm2d, z: Tensor, mode: str) -> tuple[Tensor, _BNCa
 def _bn_backward(bn: nn.BatchNorm2d, cache: _BNCache, dy: Tensor, mode: str) -> tuple[Tensor, Tensor, Tensor]:
     """(dL/dz, dL/dgamma, dL/dbeta) of a BN in ``mode``."""
     dbeta = dy.sum(dim=(0, 2, 3))  # (C,)
-    dgamma = (dy * cache.x_hat).sum(dim=(0, 2, 3))  # (C,)
     scale = _channel(bn.weight) * cache.invstd  # (1, C, 1, 1)
-    if mode == "running":
+    if cache.mean is not None:  # running statistics: sum(dy * x_hat) = invstd * (sum(dy * z) - mean * sum(dy))
+        dgamma = ((dy * cache.t).sum(dim=(0, 2, 3)) - cache.mean * dbeta) * cache.invstd.flatten()
         return dy * scale, dgamma, dbeta
+    dgamma = (dy * cache.t).sum(dim=(0, 2, 3))  # (C,)
     # Batch statistics depend on z too: dz = gamma*invstd * (dy - mean(dy) - x_hat * mean(dy*x_hat)).
     # Means instead of sums / m keep the batch size out of the graph (it is a dynamic axis).
     mean_dy = dy.mean(dim=(0, 2, 3), keepdim=True)  # (1, C, 1, 1)
-    mean_dy_xhat = (dy * cache.x_hat).mean(dim=(0, 2, 3), keepdim=True)
-    return scale * (dy - mean_dy - cache.x_hat * mean_dy_xhat), dgamma, dbeta
+    mean_dy_xhat = (dy * cache.t).mean(dim=(0, 2, 3), keepdim=True)
+    return scale * (dy - mean_dy - cache.t * mean_dy_xhat), dgamma, dbeta
 
 
 def _maxpool_forward(pool: nn.MaxPool2d, x: Tensor) -> tuple[Tensor, Tensor]:
