@@ -131,26 +131,17 @@ def _batch_gemm(a: Tensor, b: Tensor) -> Tensor:
 
 
 def _conv_weight_grad(conv: nn.Conv2d, dz: Tensor, x: Tensor) -> Tensor:
-    """dL/dW of a convolution: correlate input and output gradient with batch and channel swapped."""
+    """dL/dW of a convolution: the output gradient times the im2col matrix of the input, one GEMM."""
     (kh, kw), (sh, sw) = conv.kernel_size, conv.stride
     if (kh, kw) == (1, 1) and conv.padding == (0, 0):
         # A 1x1 conv is a matmul per pixel: dW = sum over n, pixels of dz x^T (one GEMM per image).
         xs = x[:, :, ::sh, ::sw]  # (N, Cin, OH, OW)
         return _batch_gemm(dz, xs)[:, :, None, None]  # (Cout, Cin, 1, 1)
-    # im2col by kh*kw strided slices of the zero-padded input, then one GEMM per image:
-    # dW[o, (c, i, j)] = sum over n, pixels of dz[n, o, p] * x_pad[n, c, i + s*py, j + s*px].
-    (ph, pw) = conv.padding
-    cin = int(x.shape[1])
-    oh, ow = int(dz.shape[2]), int(dz.shape[3])
-    zeros_w = torch.zeros_like(x[:, :, :, :1]).expand(-1, -1, -1, pw)
-    xp = torch.cat([zeros_w, x, zeros_w], dim=3) if pw else x  # (N, Cin, H, W + 2pw)
-    zeros_h = torch.zeros_like(xp[:, :, :1, :]).expand(-1, -1, ph, -1)
-    xp = torch.cat([zeros_h, xp, zeros_h], dim=2) if ph else xp  # (N, Cin, H + 2ph, W + 2pw)
-    rows, cols_ = sh * (oh - 1) + 1, sw * (ow - 1) + 1
-    cols = torch.stack(
-        [xp[:, :, i : i + rows : sh, j : j + cols_ : sw] for i in range(kh) for j in range(kw)], dim=2
-    )  # (N, Cin, kh*kw, OH, OW)
-    cols = cols.reshape(-1, cin * kh * kw, oh, ow)  # (N, Cin*kh*kw, OH, OW)
+    # im2col as one grouped convolution whose kernels pick single taps: channel c * kh*kw + k
+    # of ``cols`` is input channel c shifted by kernel offset k (padding and stride included).
+    cin, taps = int(x.shape[1]), kh * kw
+    pick = torch.eye(taps, dtype=x.dtype).view(taps, 1, kh, kw).repeat(cin, 1, 1, 1)  # (Cin*kh*kw, 1, kh, kw)
+    cols = F.conv2d(x, pick, None, conv.stride, conv.padding, conv.dilation, cin)  # (N, Cin*kh*kw, OH, OW)
     return _batch_gemm(dz, cols).reshape(-1, cin, kh, kw)  # (Cout, Cin, kh, kw)
 
 
