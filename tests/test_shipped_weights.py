@@ -10,13 +10,14 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from app.nets.data import test_set, to_tensor
+from app.nets.data import test_set as held_out_set
+from app.nets.data import to_tensor
 from app.paths import SHIPPED_WEIGHTS_DIR
 
 
 def _accuracy(models_dir: Path, name: str, variant: str, gates: np.ndarray) -> float:
     sess = ort.InferenceSession(str(models_dir / name / variant / "bare.onnx"), providers=["CPUExecutionProvider"])
-    images, labels = test_set(1000)
+    images, labels = held_out_set(1000)
     x = to_tensor(images).numpy()
     preds = np.concatenate(
         [sess.run(["logits"], {"image": x[i : i + 250], "gates": gates})[0].argmax(1) for i in range(0, len(x), 250)]
