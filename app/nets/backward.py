@@ -48,7 +48,7 @@ class _Layer:
     bn: nn.BatchNorm2d
     x: Tensor  # conv input
     cache: _BNCache
-    y: Tensor  # BN output (the ReLU mask is y > 0 when relu is set)
+    y: Tensor  # the step's output: relu(BN output) when relu is set (the mask is y > 0 either way)
     relu: bool
 
 
@@ -270,10 +270,14 @@ class GradientGraph(nn.Module):
     def _layer(
         self, conv_path: str, bn_path: str, conv: nn.Conv2d, bn: nn.BatchNorm2d, x: Tensor, relu: bool
     ) -> _Layer:
-        """Forward one conv + BN (+ ReLU) step, saving what its backward needs."""
+        """Forward one conv + BN (+ ReLU) step, saving what its backward needs.
+
+        Only the ReLU's output is kept (its mask is the same), so ONNX Runtime can fuse the ReLU
+        into the BN instead of keeping both tensors.
+        """
         z = _conv_forward(conv, x)
         y, cache = _bn_forward(bn, z, self.bn_mode)
-        return _Layer(conv_path, bn_path, conv, bn, x, cache, y, relu)
+        return _Layer(conv_path, bn_path, conv, bn, x, cache, F.relu(y) if relu else y, relu)
 
     def _layer_backward(self, layer: _Layer, dout: Tensor, out: dict[str, Tensor], need_input: bool) -> Tensor:
         """Backward through ReLU (if any), BN and conv; records norms, returns dL/d(conv input) or dL/dz."""
@@ -296,7 +300,7 @@ class GradientGraph(nn.Module):
                 f"{path}.{conv_name}", f"{path}.{bn_name}", getattr(block, conv_name), getattr(block, bn_name), h, relu
             )
             body.append(layer)
-            h = F.relu(layer.y) if relu else layer.y
+            h = layer.y
         ds = block.downsample
         proj: _Layer | None = None
         if ds is None:
@@ -335,7 +339,7 @@ class GradientGraph(nn.Module):
         m = self.model
         # Forward, keeping the tape.
         stem = self._layer("conv1", "bn1", m.conv1, m.bn1, image, relu=True)
-        a0 = F.relu(stem.y)  # (N, C0, H0, W0)
+        a0 = stem.y  # relu(bn1(conv1(image))): (N, C0, H0, W0)
         x, pool_idx = _maxpool_forward(m.maxpool, a0) if m.maxpool is not None else (a0, None)
         tapes: list[_BlockTape] = []
         for i, (path, block) in enumerate(m.named_blocks()):
