@@ -37,6 +37,8 @@ export async function render(app) {
   // models), so it draws when ready and is not part of the view's "rendered" signal.
   const cifar = app.manifest?.family === 'cifar';
   const sweepWeights = cifar && ['init', 'trained'].includes(s.weights) ? s.weights : undefined; // the sweep knows these two
+  const sweepEl = $('chart-sweep');
+  if (!sweepEl.classList.contains('js-plotly-plot')) placeholder(sweepEl, 'Computing the depth sweep (the first time exports the CIFAR models)…');
   app
     .cached(`sweep|${s.bn}|${sweepWeights}`, 'Depth sweep (first time: exports the CIFAR models)', () => api.depthSweep({ bn: s.bn, weights: sweepWeights }))
     .then((sweep) => draw($('chart-sweep'), `sweep|${s.bn}|${sweepWeights}`, () => depthSweepFigure(sweep)))
