@@ -10,10 +10,15 @@ import time
 from pathlib import Path
 
 from app import arch, chapter
-from app.paths import DEFAULT_MODELS_DIR, GRAPH_FILES, available_variants, default_variant, exported_kinds
+from app.paths import (
+    DEFAULT_MODELS_DIR,
+    GRAPH_FILES,
+    SERVING_GRAPHS,
+    available_variants,
+    default_variant,
+    exported_kinds,
+)
 from app.specs import DEFAULT_MODELS, SPECS
-
-FULL_GRAPHS = ("running", "batch", "stats-running", "stats-batch", "grad-running", "grad-batch", "lesion")
 
 
 class CLIError(Exception):
@@ -66,7 +71,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     for n in names:
         if n not in SPECS:
             raise CLIError(f"unknown model {n!r}; known: {', '.join(SPECS)}")
-    kinds = tuple(args.graphs.split(",")) if args.graphs else FULL_GRAPHS
+    kinds = tuple(args.graphs.split(",")) if args.graphs else SERVING_GRAPHS
     for k in kinds:
         if k not in GRAPH_FILES:
             raise CLIError(f"unknown graph {k!r}; choose from {', '.join(GRAPH_FILES)}")
@@ -110,7 +115,7 @@ def cmd_weights(args: argparse.Namespace) -> int:
         raise CLIError(str(exc)) from None
     print(f"stored {dest}")
     if not args.no_export:
-        export_model(name, variant, models_dir, kinds=FULL_GRAPHS)
+        export_model(name, variant, models_dir, kinds=SERVING_GRAPHS)
     return 0
 
 
@@ -241,7 +246,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             import_weights(out / f"{model}-{'plain' if plain else 'residual'}.pt", model, models_dir, variant)
         except WeightsError as exc:
             raise CLIError(str(exc)) from None
-    export_model(model, variant, models_dir, kinds=FULL_GRAPHS)
+    export_model(model, variant, models_dir, kinds=SERVING_GRAPHS)
     print(f"exported {model} with weights {variant!r}")
     return 0
 
@@ -283,6 +288,15 @@ def cmd_images(args: argparse.Namespace) -> int:
     return 0
 
 
+def _request_args(s: argparse.ArgumentParser) -> None:
+    """The arguments ``analyze`` and ``gradients`` share: images, model, weights, gates, BN mode."""
+    s.add_argument("images", nargs="+")
+    s.add_argument("--model", required=True)
+    s.add_argument("--weights", help="a weights variant name, or a state-dict file")
+    s.add_argument("--gates", default="all-on")
+    s.add_argument("--bn", default="running")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every subcommand."""
     p = argparse.ArgumentParser(prog="resviz", description="Interactive visualizer of residual networks.")
@@ -307,7 +321,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--all", action="store_true", help="every model of the family")
     s.add_argument("--defaults", action="store_true", help=f"the default models: {', '.join(DEFAULT_MODELS)}")
     s.add_argument("--weights", help="weights variant (default: the model's default)")
-    s.add_argument("--graphs", help=f"comma list of graphs (default: {','.join(FULL_GRAPHS)})")
+    s.add_argument("--graphs", help=f"comma list of graphs (default: {','.join(SERVING_GRAPHS)})")
     s.add_argument("--missing-only", action="store_true", help="skip graphs that already exist")
     s.add_argument("--quiet", action="store_true")
     s.set_defaults(func=cmd_export)
@@ -326,22 +340,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_weights)
 
     s = sub.add_parser("analyze", help="analyse images, printing the API's JSON")
-    s.add_argument("images", nargs="+")
-    s.add_argument("--model", required=True)
-    s.add_argument("--weights", help="a weights variant name, or a state-dict file")
-    s.add_argument("--gates", default="all-on")
-    s.add_argument("--bn", default="running")
+    _request_args(s)
     s.add_argument("--k", type=int, default=8, help="feature-map channels per layer")
     s.add_argument("--feature-maps", default="blocks", choices=["blocks", "all", "none"])
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=cmd_analyze)
 
     s = sub.add_parser("gradients", help="gradient norms for an image, printing the API's JSON")
-    s.add_argument("images", nargs="+")
-    s.add_argument("--model", required=True)
-    s.add_argument("--weights", help="a weights variant name, or a state-dict file")
-    s.add_argument("--gates", default="all-on")
-    s.add_argument("--bn", default="running")
+    _request_args(s)
     s.add_argument("--target", type=int, default=None, help="class index (default: the predicted top-1)")
     s.add_argument("--lesion", action="store_true", help="remove each residual branch in turn instead")
     s.add_argument("--json", action="store_true")

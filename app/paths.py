@@ -28,6 +28,9 @@ GRAPH_FILES = {
     "lesion": "lesion.onnx",
 }
 
+# What an export writes by default and a server needs: everything except ``bare`` (benchmarks).
+SERVING_GRAPHS = ("running", "batch", "stats-running", "stats-batch", "grad-running", "grad-batch", "lesion")
+
 # The stats graph holds ~8 reduction nodes per tap: for ResNet-1202 (3,600 taps) its export
 # takes many minutes, so models with more taps are analysed through the tap graph instead.
 STATS_GRAPH_MAX_TAPS = 1_000

@@ -86,26 +86,31 @@ def test_seeded_init_is_deterministic() -> None:
     assert not torch.equal(a.conv1.weight, c.conv1.weight)
 
 
+def _plain_stages(cin: int, widths: tuple[int, ...], blocks: int) -> list[nn.Module]:
+    """Pairs of 3x3 conv + BN + ReLU per stage, the first of a later stage with stride 2."""
+    layers: list[nn.Module] = []
+    for stage, width in enumerate(widths):
+        for i in range(blocks):
+            stride = 2 if stage > 0 and i == 0 else 1
+            layers += [
+                nn.Conv2d(cin, width, 3, stride, 1, bias=False),
+                nn.BatchNorm2d(width),
+                nn.ReLU(),
+                nn.Conv2d(width, width, 3, 1, 1, bias=False),
+                nn.BatchNorm2d(width),
+                nn.ReLU(),
+            ]
+            cin = width
+    return layers
+
+
 class PlainCifarNet(nn.Module):
     """The paper's plain CIFAR network written out with no shortcut code at all."""
 
     def __init__(self, n: int) -> None:
         super().__init__()
-        layers: list[nn.Module] = [nn.Conv2d(3, 16, 3, 1, 1, bias=False), nn.BatchNorm2d(16), nn.ReLU()]
-        cin = 16
-        for stage, width in enumerate((16, 32, 64)):
-            for i in range(n):
-                stride = 2 if stage > 0 and i == 0 else 1
-                layers += [
-                    nn.Conv2d(cin, width, 3, stride, 1, bias=False),
-                    nn.BatchNorm2d(width),
-                    nn.ReLU(),
-                    nn.Conv2d(width, width, 3, 1, 1, bias=False),
-                    nn.BatchNorm2d(width),
-                    nn.ReLU(),
-                ]
-                cin = width
-        self.features = nn.Sequential(*layers)
+        stem: list[nn.Module] = [nn.Conv2d(3, 16, 3, 1, 1, bias=False), nn.BatchNorm2d(16), nn.ReLU()]
+        self.features = nn.Sequential(*stem, *_plain_stages(16, (16, 32, 64), n))
         self.fc = nn.Linear(64, 10)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -117,26 +122,13 @@ class PlainImageNet18(nn.Module):
 
     def __init__(self) -> None:
         super().__init__()
-        layers: list[nn.Module] = [
+        stem: list[nn.Module] = [
             nn.Conv2d(3, 64, 7, 2, 3, bias=False),
             nn.BatchNorm2d(64),
             nn.ReLU(),
             nn.MaxPool2d(3, 2, 1),
         ]
-        cin = 64
-        for stage, width in enumerate((64, 128, 256, 512)):
-            for i in range(2):
-                stride = 2 if stage > 0 and i == 0 else 1
-                layers += [
-                    nn.Conv2d(cin, width, 3, stride, 1, bias=False),
-                    nn.BatchNorm2d(width),
-                    nn.ReLU(),
-                    nn.Conv2d(width, width, 3, 1, 1, bias=False),
-                    nn.BatchNorm2d(width),
-                    nn.ReLU(),
-                ]
-                cin = width
-        self.features = nn.Sequential(*layers)
+        self.features = nn.Sequential(*stem, *_plain_stages(64, (64, 128, 256, 512), 2))
         self.fc = nn.Linear(512, 1000)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -23,7 +23,8 @@ from torch import Tensor, nn
 from app import arch
 from app.nets.resnet import ResNet, build
 from app.nets.weights import load_variant
-from app.paths import EXPORT_FORMAT, GRAPH_FILES, STATS_GRAPH_MAX_TAPS, manifest_path, model_dir
+from app.paths import EXPORT_FORMAT, GRAPH_FILES, SERVING_GRAPHS, STATS_GRAPH_MAX_TAPS, manifest_path, model_dir
+from app.runtime.stats import HIST_SAMPLE, PAIR_SAMPLE
 from app.specs import SPECS
 
 OPSET = 17
@@ -65,8 +66,6 @@ class TapGraph(nn.Module):
 # Taps whose statistics the stats graph measures in full; BN outputs are derived from their
 # input (y = scale * x + shift per channel), so for them only zeros and a sample are measured.
 MEASURED_KINDS = ("conv", "stem", "block", "shortcut")
-HIST_SAMPLE = 4_096  # = app.runtime.stats.HIST_SAMPLE
-PAIR_SAMPLE = 2_000  # = app.runtime.analysis.BLOCK_SAMPLE
 
 
 def _strided(t: Tensor, size: int, limit: int) -> Tensor:
@@ -295,7 +294,7 @@ def export_model(
     name: str,
     variant: str,
     models_dir: Path,
-    kinds: Iterable[str] = ("running", "batch", "stats-running", "stats-batch", "grad-running", "grad-batch", "lesion"),
+    kinds: Iterable[str] = SERVING_GRAPHS,
     log: bool = True,
 ) -> dict:
     """Export the graphs of ``name`` with weights ``variant`` and write the manifest; return it."""

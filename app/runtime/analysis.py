@@ -21,6 +21,7 @@ from app.runtime.featuremaps import thumbnails
 from app.runtime.labels import class_names
 from app.runtime.registry import LoadedModel, ModelRegistry
 from app.runtime.stats import (
+    PAIR_SAMPLE,
     affine_moments,
     batch_sample,
     compact,
@@ -30,7 +31,6 @@ from app.runtime.stats import (
     tensor_report,
 )
 
-BLOCK_SAMPLE = 2000  # (x, F(x)) pairs per block for the residual scatter plot
 _POOL = ThreadPoolExecutor(max_workers=max(1, min(4, os.cpu_count() or 1)), thread_name_prefix="stats")
 
 
@@ -44,20 +44,20 @@ class Measured:
     tensors: dict[str, np.ndarray]  # taps available in full (for feature-map thumbnails)
 
 
+def _run(registry: ModelRegistry, model: LoadedModel, kind: str, images: np.ndarray, gates: np.ndarray) -> dict:
+    sess = registry.session(model, kind)
+    outs = sess.run(None, {"image": images, "gates": gates})
+    return dict(zip((o.name for o in sess.get_outputs()), outs, strict=True))
+
+
 def run_taps(registry: ModelRegistry, model: LoadedModel, images: np.ndarray, gates: np.ndarray, bn: str) -> dict:
     """Logits and every tap (module path -> array) for a batch of preprocessed images."""
-    sess = registry.session(model, bn)
-    names = [o.name for o in sess.get_outputs()]
-    outs = sess.run(None, {"image": images, "gates": gates})
-    return dict(zip(names, outs, strict=True))
+    return _run(registry, model, bn, images, gates)
 
 
 def run_stats(registry: ModelRegistry, model: LoadedModel, images: np.ndarray, gates: np.ndarray, bn: str) -> dict:
     """Outputs of the stats graph (``<tap>:sum``, ``<tap>:sample``, ...) for a batch of images."""
-    sess = registry.session(model, f"stats-{bn}")
-    names = [o.name for o in sess.get_outputs()]
-    outs = sess.run(None, {"image": images, "gates": gates})
-    return dict(zip(names, outs, strict=True))
+    return _run(registry, model, f"stats-{bn}", images, gates)
 
 
 def measure(
@@ -68,7 +68,7 @@ def measure(
     if full or len(man["taps"]) > STATS_GRAPH_MAX_TAPS:
         taps = run_taps(registry, model, images, gates, bn)
         pairs = {
-            b["id"]: (batch_sample(taps[b["shortcut"]], BLOCK_SAMPLE), batch_sample(taps[b["residual"]], BLOCK_SAMPLE))
+            b["id"]: (batch_sample(taps[b["shortcut"]], PAIR_SAMPLE), batch_sample(taps[b["residual"]], PAIR_SAMPLE))
             for b in man["blocks"]
         }
         return Measured(taps["logits"], tap_reports(taps, man, bn), pairs, taps)

@@ -47,11 +47,6 @@ def levels(a: np.ndarray, vmin: float, vmax: float) -> np.ndarray:
     return np.clip((a - vmin) * scale, 0, 255).astype(np.uint8)
 
 
-def colorize(a: np.ndarray, vmin: float, vmax: float) -> np.ndarray:
-    """(H, W) values to (H, W, 3) uint8 through the viridis LUT over [vmin, vmax]."""
-    return LUT[levels(a, vmin, vmax)]
-
-
 def png_indexed(idx: np.ndarray) -> bytes:
     """A PNG of an (H, W) uint8 image of colour-map indices, with the viridis palette."""
     h, w = idx.shape

@@ -15,6 +15,7 @@ import onnxruntime as ort
 
 from app.paths import (
     GRAPH_FILES,
+    SERVING_GRAPHS,
     available_variants,
     default_variant,
     exported_kinds,
@@ -24,7 +25,6 @@ from app.paths import (
 from app.specs import BN_MODES, SPECS
 
 log = logging.getLogger("resviz.registry")
-SERVING_GRAPHS = ("running", "batch", "stats-running", "stats-batch", "grad-running", "grad-batch", "lesion")
 
 
 class UnknownModelError(KeyError):

@@ -6,6 +6,7 @@ import numpy as np
 
 HIST_BINS = 64
 HIST_SAMPLE = 4_096  # elements used for a histogram; smaller tensors use every element
+PAIR_SAMPLE = 2_000  # (x, F(x)) pairs per block for the residual scatter plot
 CLIP_QUANTILES = (0.001, 0.999)  # histogram range: values beyond go to underflow / overflow
 
 

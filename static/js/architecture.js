@@ -2,6 +2,7 @@
 // Transport (getJSON), pure figure builders (*Figure) and DOM wiring are kept apart.
 
 import { request } from "./api.js";
+import { el } from "./dom.js";
 
 const $ = (id) => document.getElementById(id);
 const PLOT_CONFIG = { displaylogo: false, responsive: true, modeBarButtonsToRemove: ["lasso2d", "select2d"] };
@@ -41,16 +42,6 @@ const giga = (v, d = 2) => `${(v / 1e9).toFixed(d)}e9`;
 const mega = (v, d = 2) => `${(v / 1e6).toFixed(d)}M`;
 const pct = (v, d = 1) => `${(100 * v).toFixed(d)}%`;
 
-function el(tag, props = {}, children = []) {
-  const node = document.createElement(tag);
-  for (const [k, v] of Object.entries(props)) {
-    if (k === "class") node.className = v;
-    else if (k === "text") node.textContent = v;
-    else node.setAttribute(k, v);
-  }
-  for (const c of [].concat(children)) node.append(c instanceof Node ? c : document.createTextNode(String(c)));
-  return node;
-}
 
 function showError(message) {
   const box = $("error");

@@ -2,6 +2,7 @@
 // chapter's three residual plots, a Q-Q plot and the diagnostics. Drawing only: every number comes from the API.
 
 import { request as apiRequest } from "./api.js";
+import { el } from "./dom.js";
 
 const $ = (id) => document.getElementById(id);
 const MAX_BYTES = 1024 * 1024;
@@ -59,16 +60,6 @@ function analyse(signal) {
 
 // ---------------------------------------------------------------- helpers
 
-function el(tag, props = {}, children = []) {
-  const node = document.createElement(tag);
-  for (const [k, v] of Object.entries(props)) {
-    if (k === "class") node.className = v;
-    else if (k === "text") node.textContent = v;
-    else node.setAttribute(k, v);
-  }
-  for (const c of [].concat(children)) node.append(c instanceof Node ? c : document.createTextNode(String(c)));
-  return node;
-}
 
 const num = (v, d = 3) => (v === null || v === undefined ? "—" : Math.abs(v) >= 1e4 || (Math.abs(v) < 1e-3 && v !== 0) ? v.toExponential(2) : v.toFixed(d));
 const pval = (p) => (p === null || p === undefined ? "—" : p < 1e-4 ? "< 0.0001" : p.toFixed(4));

@@ -1,6 +1,7 @@
 // The architecture strip: every block in order, stages coloured, shortcuts drawn as in the chapter's
 // figures (solid: identity; dashed: projection / zero-padding), with a switch on each shortcut.
 import { stageColor } from './charts/theme.js';
+import { el } from './dom.js';
 
 const SVG = 'http://www.w3.org/2000/svg';
 const IMAGENET_STAGE = ['conv1', 'conv2_x', 'conv3_x', 'conv4_x', 'conv5_x'];
@@ -11,16 +12,6 @@ function svgEl(tag, attrs) {
   return e;
 }
 
-function el(tag, attrs = {}, children = []) {
-  const e = document.createElement(tag);
-  for (const [k, v] of Object.entries(attrs)) {
-    if (k === 'text') e.textContent = v;
-    else if (k === 'class') e.className = v;
-    else e.setAttribute(k, v);
-  }
-  for (const c of children) e.append(c);
-  return e;
-}
 
 // One block as a tiny diagram: x -> [F] -> (+) -> out, with the shortcut arcing over F to the sum.
 function blockIcon(block) {
