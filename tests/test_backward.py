@@ -23,6 +23,7 @@ from app.nets.backward import (
     export_gradient_graph,
 )
 from app.nets.resnet import ResNet, ZeroPadShortcut, build
+from app.runtime.gradients import finish_norms
 
 RTOL = 1e-4
 ATOL_SCALE = 1e-7  # absolute slack, relative to the largest gradient norm of the model
@@ -159,12 +160,22 @@ def exact(model: ResNet, bn_mode: str, image: Tensor, gates: Tensor, target: Ten
     return reference(copy.deepcopy(model).double(), bn_mode, image.double(), gates.double(), target)
 
 
+def finished(outs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Loss, logits and the norms the runtime makes of a gradient graph's float32 outputs."""
+    for name, o in outs.items():
+        assert o.dtype == np.float32, name
+        assert np.all(np.isfinite(o)), name
+        if name.startswith("grad_"):  # parts of a squared norm (Gram parts may be < 0); their total is not
+            assert np.sum(o, dtype=np.float64) >= 0, name
+    return {"loss": outs["loss"], "logits": outs["logits"], **{k: np.asarray(v) for k, v in finish_norms(outs).items()}}
+
+
 def eager(model: ResNet, bn_mode: str, image: Tensor, gates: Tensor, target: Tensor) -> dict[str, np.ndarray]:
-    """GradientGraph outputs run in torch."""
+    """GradientGraph outputs run in torch, finished as the runtime does."""
     graph = GradientGraph(model, bn_mode)
     with torch.no_grad():
         outs = graph(image, gates, target)
-    return {n: o.numpy() for n, o in zip(graph.output_names(), outs, strict=True)}
+    return finished({n: o.numpy() for n, o in zip(graph.output_names(), outs, strict=True)})
 
 
 _SESSIONS: dict[tuple[int, str, int], tuple[ResNet, ort.InferenceSession, list[str]]] = {}
@@ -184,10 +195,10 @@ def session(model: ResNet, bn_mode: str, size: int, tmp: Path) -> tuple[ort.Infe
 
 
 def onnx_run(sess: ort.InferenceSession, names: list[str], image: Tensor, gates: Tensor, target: Tensor) -> dict:
-    """Gradient graph outputs run in ONNX Runtime."""
+    """Gradient graph outputs run in ONNX Runtime, finished as the runtime does."""
     outs = sess.run(None, {"image": image.numpy(), "gates": gates.numpy(), "target": target.numpy()})
     assert [o.name for o in sess.get_outputs()] == names
-    return dict(zip(names, outs, strict=True))
+    return finished(dict(zip(names, outs, strict=True)))
 
 
 def compare(got: dict[str, np.ndarray], ref: dict[str, np.ndarray], rtol: float = RTOL) -> float:
@@ -204,7 +215,6 @@ def compare(got: dict[str, np.ndarray], ref: dict[str, np.ndarray], rtol: float 
     for name, r in ref.items():
         g = got[name]
         assert g.shape == r.shape, name
-        assert g.dtype == np.float32, name
         assert np.all(np.isfinite(g)), name
         if r.ndim == 0:
             np.testing.assert_allclose(g, r, rtol=rtol, atol=ATOL_SCALE * scale, err_msg=name)
@@ -251,7 +261,7 @@ def test_conv_grads_match_autograd(k: int, s: int, p: int, size: int) -> None:
     dx_ref, dw_ref = torch.autograd.grad(z64, [x64, w64], dz.double())  # float64 autograd
     with torch.no_grad():
         dx = _conv_input_grad(conv, dz, x)
-        dw = _conv_weight_grad(conv, dz, x)
+        dw = _conv_weight_grad(conv, dz, x).view_as(conv.weight)  # (Cout, Cin*k*k) -> weight's shape
     assert dx.shape == x.shape and dw.shape == conv.weight.shape
     torch.testing.assert_close(dx.double(), dx_ref, rtol=1e-5, atol=1e-6 * dx_ref.abs().max().item())
     torch.testing.assert_close(dw.double(), dw_ref, rtol=1e-5, atol=1e-6 * dw_ref.abs().max().item())

@@ -8,9 +8,20 @@ projection or zero-pad shortcuts), and finally the stem (max pool, ReLU, BN, con
 plain tensor arithmetic, convolutions and one scatter, so the graph exports with the TorchScript
 exporter at opset 17 and runs in ONNX Runtime.
 
-Outputs are the mean cross-entropy ``loss``, the ``logits`` and L2 norms (over the whole batch)
-of the gradients named ``grad_in:<block>``, ``grad_out:<block>``, ``grad_act:<conv|fc>``,
-``grad_w:<conv|bn|fc>`` and ``grad_b:<bn>``; :meth:`GradientGraph.output_names` gives the order.
+Outputs are the mean cross-entropy ``loss``, the ``logits`` and, for the gradients named
+``grad_in:<block>``, ``grad_out:<block>``, ``grad_act:<conv|fc>``, ``grad_w:<conv|bn|fc>`` and
+``grad_b:<bn>``, their squared L2 norm (over the whole batch) in parts: a small float32 array
+(per image and channel, or per row) whose total is the squared norm. The runtime finishes each norm
+in float64 (``app.runtime.gradients.finish_norms``), which keeps ~230 tiny reductions and square
+roots out of the graph and every float32 accumulation short.
+:meth:`GradientGraph.output_names` gives the order.
+
+With running BN statistics the BN is an affine map with constant scale ``gamma / std``: the
+backward never forms dL/dz = scale * dL/dy. The scale is folded into the (constant) kernels of
+the input-gradient convolutions and applied to the small weight-gradient matrix and the
+per-channel sums, and dL/dgamma comes from the weight gradient by the identity
+``sum_p dy_c(p) z_c(p) = sum_k W[c, k] G[c, k]`` (z = W * cols, G = dy * cols^T). The forward then
+needs no conv output but the ReLU's, so ONNX Runtime fuses each conv, BN and ReLU as in the bare graph.
 """
 
 from __future__ import annotations
@@ -31,11 +42,10 @@ OPSET = 17
 
 @dataclass
 class _BNCache:
-    """What the BN backward needs: 1/std (1, C, 1, 1) and x_hat, or z and the mean to centre it."""
+    """What the backward of a BN with batch statistics needs: x_hat and 1/std (1, C, 1, 1)."""
 
-    t: Tensor  # x_hat (N, C, H, W) when ``mean`` is None, else the BN input z
+    x_hat: Tensor  # (N, C, H, W)
     invstd: Tensor
-    mean: Tensor | None = None  # (C,): x_hat = (z - mean) * invstd, never materialised
 
 
 @dataclass
@@ -47,9 +57,11 @@ class _Layer:
     conv: nn.Conv2d
     bn: nn.BatchNorm2d
     x: Tensor  # conv input
-    cache: _BNCache
+    cache: _BNCache | None  # batch statistics only
+    z: Tensor | None  # the conv output, kept (running statistics) where dL/dgamma is cheaper from it
     y: Tensor  # the step's output: relu(BN output) when relu is set (the mask is y > 0 either way)
     relu: bool
+    gram: bool  # the weight-gradient norm from Gram matrices (see _gram_sumsq), not from dL/dW
 
 
 @dataclass
@@ -65,19 +77,20 @@ class _BlockTape:
     h: Tensor  # block output relu(F + g * S)
 
 
-def _norm(t: Tensor) -> Tensor:
-    """L2 norm over every element, as a 0-d tensor, accurate in float32 in torch and ONNX Runtime.
+def _sumsq(t: Tensor) -> Tensor:
+    """The squared L2 norm of ``t`` in parts: per image and channel (N, C), per row, or per element.
 
     ``torch.linalg.vector_norm`` (eager, CPU) and ONNX Runtime's one-shot ``ReduceSum`` both drift
-    by up to ~1e-4 relative on tensors of a few million elements; two short sums (over each
-    channel's pixels, then over images and channels) keep every accumulation short: two kernels.
+    by up to ~1e-4 relative on tensors of a few million elements; short per-channel sums here and
+    a float64 total in the runtime keep every float32 accumulation short. (Square, then ReduceSum:
+    ONNX Runtime's ReduceSumSquare is 2-3x slower on CPU.)
     """
     sq = t.square()
-    if sq.dim() > 2:
-        sq = sq.flatten(2).sum(dim=-1)  # (N, C): per image and channel
-    elif sq.dim() == 2:
-        sq = sq.sum(dim=-1)  # (rows,): e.g. the fc weight gradient, one row per class
-    return sq.sum().sqrt()
+    if sq.dim() == 4:
+        return sq.sum(dim=(2, 3))  # (N, C): reduced over named axes, no shape arithmetic in the graph
+    if sq.dim() == 2:
+        return sq.sum(dim=1)  # (rows,)
+    return sq
 
 
 def _channel(v: Tensor) -> Tensor:
@@ -99,58 +112,91 @@ def _conv_forward(conv: nn.Conv2d, x: Tensor) -> Tensor:
     return F.conv2d(x, conv.weight, None, conv.stride, conv.padding, conv.dilation, conv.groups)
 
 
-def _conv_input_grad(conv: nn.Conv2d, dz: Tensor, x: Tensor) -> Tensor:
-    """dL/dx of a convolution: the transposed convolution, padded out to the input's shape."""
+def _conv_input_grad(conv: nn.Conv2d, dz: Tensor, x: Tensor, scale: Tensor | None = None) -> Tensor:
+    """dL/dx of a convolution for output gradient ``scale * dz``: the transposed convolution, padded out to x's shape.
+
+    ``scale`` (Cout,), a constant, is folded into the kernel.
+    """
     (kh, kw), (sh, sw), (ph, pw) = conv.kernel_size, conv.stride, conv.padding
     if (sh, sw) == (1, 1) and kh - 1 - ph >= 0 and kw - 1 - pw >= 0:
         # Stride 1: the transposed convolution is a plain convolution with the kernel flipped and
         # its in/out channels swapped (ONNX Runtime's Conv is much faster than its ConvTranspose).
-        w = conv.weight.flip(2, 3).transpose(0, 1)  # (Cin, Cout, kh, kw), folded to a constant
+        w = conv.weight.flip(2, 3).transpose(0, 1)  # (Cin, Cout, kh, kw), a constant
+        w = w if scale is None else w * scale.view(1, -1, 1, 1)
         return F.conv2d(dz, w, None, 1, (kh - 1 - ph, kw - 1 - pw))  # (N, Cin, H, W)
+    w = conv.weight if scale is None else conv.weight * scale.view(-1, 1, 1, 1)  # (Cout, Cin, kh, kw)
     if (kh, kw) == (1, 1) and (ph, pw) == (0, 0) and sh == sw:
         # Strided 1x1 (projection shortcut): a 1x1 conv with the kernel transposed, then the
         # results spread back to the sampled positions.
-        d = F.conv2d(dz, conv.weight.transpose(0, 1))  # (N, Cin, OH, OW)
+        d = F.conv2d(dz, w.transpose(0, 1))  # (N, Cin, OH, OW)
         return _spread(d, sh, int(x.shape[2]), int(x.shape[3]))
     oh, ow = dz.shape[2], dz.shape[3]
     # A strided conv drops the last rows/columns when (H + 2p - k) % s != 0: restore them.
     pad_h = int(x.shape[2]) - ((int(oh) - 1) * sh - 2 * ph + kh)
     pad_w = int(x.shape[3]) - ((int(ow) - 1) * sw - 2 * pw + kw)
-    return F.conv_transpose2d(dz, conv.weight, None, (sh, sw), (ph, pw), (pad_h, pad_w))  # (N, Cin, H, W)
+    return F.conv_transpose2d(dz, w, None, (sh, sw), (ph, pw), (pad_h, pad_w))  # (N, Cin, H, W)
 
 
-def _batch_gemm(a: Tensor, b: Tensor) -> Tensor:
+def _pixels(t: Tensor) -> Tensor:
+    """(N, C, H, W) -> (N, C, H*W), with the sizes written into the graph (no shape arithmetic)."""
+    return t.reshape(-1, int(t.shape[1]), int(t.shape[2]) * int(t.shape[3]))
+
+
+def _batch_gemm(a: Tensor, b: Tensor, ones: Tensor) -> Tensor:
     """sum over images and pixels of a[n, i, p] * b[n, j, p]: (N, I, H, W), (N, J, H, W) -> (I, J).
 
-    One GEMM per image, then the images summed by a product with a row of ones: ONNX Runtime sums
-    a (N, I, J) tensor over its first axis (or transposes images next to pixels) far slower.
+    One GEMM per image, then the images summed by a product with ``ones`` (1, N): ONNX Runtime
+    sums a (N, I, J) tensor over its first axis (or transposes images next to pixels) far slower.
     """
-    prod = torch.matmul(a.flatten(2), b.flatten(2).transpose(1, 2))  # (N, I, J)
-    ones = torch.ones_like(a[:, :1, 0, 0]).t()  # (1, N)
-    return torch.matmul(ones, prod.flatten(1)).view(prod.shape[1], prod.shape[2])  # (I, J)
+    i, j = int(a.shape[1]), int(b.shape[1])
+    prod = torch.matmul(_pixels(a), _pixels(b).transpose(1, 2))  # (N, I, J)
+    return torch.matmul(ones, prod.reshape(-1, i * j)).reshape(i, j)  # (I, J)
 
 
-def _conv_weight_grad(conv: nn.Conv2d, dz: Tensor, x: Tensor) -> Tensor:
-    """dL/dW of a convolution: the output gradient times the im2col matrix of the input, one GEMM."""
+def _im2col(conv: nn.Conv2d, x: Tensor) -> Tensor:
+    """The im2col matrix of a convolution's input, (N, Cin*kh*kw, OH, OW): z = W (Cout, Cin*kh*kw) times it."""
     (kh, kw), (sh, sw) = conv.kernel_size, conv.stride
     if (kh, kw) == (1, 1) and conv.padding == (0, 0):
-        # A 1x1 conv is a matmul per pixel: dW = sum over n, pixels of dz x^T (one GEMM per image).
-        xs = x[:, :, ::sh, ::sw]  # (N, Cin, OH, OW)
-        return _batch_gemm(dz, xs)[:, :, None, None]  # (Cout, Cin, 1, 1)
-    # im2col as one grouped convolution whose kernels pick single taps: channel c * kh*kw + k
-    # of ``cols`` is input channel c shifted by kernel offset k (padding and stride included).
+        return x[:, :, ::sh, ::sw]  # a 1x1 conv is a matmul per (sampled) pixel
+    # One grouped convolution whose kernels pick single taps: channel c * kh*kw + k is input
+    # channel c shifted by kernel offset k (padding and stride included). Exact.
     cin, taps = int(x.shape[1]), kh * kw
     pick = torch.eye(taps, dtype=x.dtype).view(taps, 1, kh, kw).repeat(cin, 1, 1, 1)  # (Cin*kh*kw, 1, kh, kw)
-    cols = F.conv2d(x, pick, None, conv.stride, conv.padding, conv.dilation, cin)  # (N, Cin*kh*kw, OH, OW)
-    return _batch_gemm(dz, cols).reshape(-1, cin, kh, kw)  # (Cout, Cin, kh, kw)
+    return F.conv2d(x, pick, None, conv.stride, conv.padding, conv.dilation, cin)
 
 
-def _bn_forward(bn: nn.BatchNorm2d, z: Tensor, mode: str) -> tuple[Tensor, _BNCache]:
+def _conv_weight_grad(conv: nn.Conv2d, dz: Tensor, x: Tensor, ones: Tensor | None = None) -> Tensor:
+    """dL/dW of a convolution as a (Cout, Cin*kh*kw) matrix: dz times the im2col matrix of x, one GEMM.
+
+    ``ones`` is a (1, N) row of ones (made here when not given).
+    """
+    if ones is None:
+        ones = torch.ones(1, int(x.shape[0]), dtype=x.dtype)
+    return _batch_gemm(dz, _im2col(conv, x), ones)
+
+
+def _rows(t: Tensor) -> Tensor:
+    """(N, C, H, W) -> (N*H*W, C): one row per image and pixel."""
+    return _pixels(t).transpose(1, 2).reshape(-1, int(t.shape[1]))
+
+
+def _gram_sumsq(a: Tensor, b: Tensor) -> Tensor:
+    """||G||^2 in parts for G = sum over images and pixels of a[n, :, p] b[n, :, p]^T, G never formed.
+
+    ||G||_F^2 = sum_pq (A * B)_pq with the Gram matrices A = a^T a and B = b^T b over the N*P
+    pixels: (I + J) (NP)^2 multiply-adds instead of the I J NP of G itself, far fewer where
+    there are few pixels and many channels (ResNet-50's last stage: 7x7 pixels, 512 x 4608 G).
+    Measured in float32 against float64 on such shapes: 1e-8 relative.
+    """
+    ra, rb = _rows(a), _rows(b)  # (NP, I), (NP, J)
+    return (torch.matmul(ra, ra.t()) * torch.matmul(rb, rb.t())).sum(dim=1)  # (NP,)
+
+
+def _bn_forward(bn: nn.BatchNorm2d, z: Tensor, mode: str) -> tuple[Tensor, _BNCache | None]:
     """BN of ``z`` with running or current-batch statistics, exactly as ``resnet.batch_norm``."""
     if mode == "running":
-        invstd = _channel(torch.rsqrt(bn.running_var + bn.eps))  # (1, C, 1, 1)
         y = F.batch_norm(z, bn.running_mean, bn.running_var, bn.weight, bn.bias, False, 0.0, bn.eps)
-        return y, _BNCache(z, invstd, bn.running_mean)
+        return y, None  # the backward needs only constants
     mu = z.mean(dim=(0, 2, 3), keepdim=True)  # (1, C, 1, 1)
     var = ((z - mu) ** 2).mean(dim=(0, 2, 3), keepdim=True)  # population variance
     invstd = torch.rsqrt(var + bn.eps)
@@ -159,35 +205,69 @@ def _bn_forward(bn: nn.BatchNorm2d, z: Tensor, mode: str) -> tuple[Tensor, _BNCa
     return y, _BNCache(x_hat, invstd)
 
 
-def _bn_backward(bn: nn.BatchNorm2d, cache: _BNCache, dy: Tensor, mode: str) -> tuple[Tensor, Tensor, Tensor]:
-    """(dL/dz, dL/dgamma, dL/dbeta) of a BN in ``mode``."""
+def _bn_scale(bn: nn.BatchNorm2d) -> tuple[Tensor, Tensor]:
+    """(1/std, gamma/std) of a BN with running statistics, each (C,)."""
+    invstd = torch.rsqrt(bn.running_var + bn.eps)
+    return invstd, bn.weight * invstd
+
+
+def _bn_batch_backward(bn: nn.BatchNorm2d, cache: _BNCache, dy: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """(dL/dz, dL/dgamma, dL/dbeta) of a BN with batch statistics."""
     dbeta = dy.sum(dim=(0, 2, 3))  # (C,)
-    scale = _channel(bn.weight) * cache.invstd  # (1, C, 1, 1)
-    if cache.mean is not None:  # running statistics: sum(dy * x_hat) = invstd * (sum(dy * z) - mean * sum(dy))
-        dgamma = ((dy * cache.t).sum(dim=(0, 2, 3)) - cache.mean * dbeta) * cache.invstd.flatten()
-        return dy * scale, dgamma, dbeta
-    dgamma = (dy * cache.t).sum(dim=(0, 2, 3))  # (C,)
+    dgamma = (dy * cache.x_hat).sum(dim=(0, 2, 3))  # (C,)
     # Batch statistics depend on z too: dz = gamma*invstd * (dy - mean(dy) - x_hat * mean(dy*x_hat)).
     # Means instead of sums / m keep the batch size out of the graph (it is a dynamic axis).
     mean_dy = dy.mean(dim=(0, 2, 3), keepdim=True)  # (1, C, 1, 1)
-    mean_dy_xhat = (dy * cache.t).mean(dim=(0, 2, 3), keepdim=True)
-    return scale * (dy - mean_dy - cache.t * mean_dy_xhat), dgamma, dbeta
+    mean_dy_xhat = (dy * cache.x_hat).mean(dim=(0, 2, 3), keepdim=True)
+    scale = _channel(bn.weight) * cache.invstd  # (1, C, 1, 1)
+    return scale * (dy - mean_dy - cache.x_hat * mean_dy_xhat), dgamma, dbeta
+
+
+def _pair(v: int | tuple[int, ...]) -> tuple[int, int]:
+    """A pooling argument as (h, w)."""
+    return (v, v) if isinstance(v, int) else (int(v[0]), int(v[1]))
+
+
+class _MaxPoolFlat(torch.autograd.Function):
+    """Max pooling and the index of each window's maximum, flat over the whole (N, C, H, W) input.
+
+    Exported as ONNX MaxPool with its Indices output, whose indices are flat over the whole input
+    already: torch's per-plane indices would need a second MaxPool (1x1) in the graph to offset.
+    """
+
+    @staticmethod
+    def forward(
+        ctx: object, x: Tensor, kernel: tuple[int, int], stride: tuple[int, int], pad: tuple[int, int]
+    ) -> tuple[Tensor, Tensor]:
+        """(pooled, flat indices), both (N, C, OH, OW); ties go to the first maximum, as in torch."""
+        y, idx = F.max_pool2d(x, kernel, stride, pad, return_indices=True)
+        n, c, h, w = (int(v) for v in x.shape)
+        return y, idx + torch.arange(n * c, dtype=idx.dtype).view(n, c, 1, 1) * (h * w)
+
+    @staticmethod
+    def symbolic(
+        g: object, x: object, kernel: tuple[int, int], stride: tuple[int, int], pad: tuple[int, int]
+    ) -> tuple[object, object]:
+        """The ONNX node (row-major indices: storage_order 0)."""
+        return g.op(  # type: ignore[attr-defined]
+            "MaxPool", x, kernel_shape_i=list(kernel), strides_i=list(stride), pads_i=[*pad, *pad], outputs=2
+        )
 
 
 def _maxpool_forward(pool: nn.MaxPool2d, x: Tensor) -> tuple[Tensor, Tensor]:
-    """``pool(x)`` and the flat index (into each H*W plane) of every window's maximum."""
-    return F.max_pool2d(
-        x, pool.kernel_size, pool.stride, pool.padding, pool.dilation, pool.ceil_mode, return_indices=True
-    )
+    """``pool(x)`` and the flat index (into the whole of x) of every window's maximum."""
+    if _pair(pool.dilation) != (1, 1) or pool.ceil_mode:
+        raise ValueError("only max pooling without dilation or ceil mode is supported")
+    return _MaxPoolFlat.apply(x, _pair(pool.kernel_size), _pair(pool.stride), _pair(pool.padding))
 
 
 def _maxpool_backward(pool: nn.MaxPool2d, x: Tensor, dy: Tensor, idx: Tensor | None = None) -> Tensor:
     """Route each window's gradient to its argmax (torch's choice on ties), summing overlaps."""
     if idx is None:
         _, idx = _maxpool_forward(pool, x)  # (N, C, OH, OW)
-    dx = torch.zeros_like(x).flatten(2)  # (N, C, H*W)
+    dx = torch.zeros_like(x).reshape(-1)  # (N*C*H*W,)
     # max_unpool2d does not export; scatter-add (ScatterElements, reduction "add") does.
-    return dx.scatter_add(2, idx.flatten(2), dy.flatten(2)).view_as(x)
+    return dx.scatter_add(0, idx.reshape(-1), dy.reshape(-1)).view_as(x)
 
 
 def _zero_pad_forward(ds: ZeroPadShortcut, x: Tensor) -> Tensor:
@@ -277,17 +357,48 @@ class GradientGraph(nn.Module):
         """
         z = _conv_forward(conv, x)
         y, cache = _bn_forward(bn, z, self.bn_mode)
-        return _Layer(conv_path, bn_path, conv, bn, x, cache, F.relu(y) if relu else y, relu)
+        # Per image: P output pixels, a Cout x K weight. The weight-gradient norm from Gram
+        # matrices where that is (well) cheaper than forming dL/dW; with running statistics,
+        # dL/dgamma from z where z is smaller than dL/dW (else from dL/dW; see the module docstring).
+        pixels, cout, k = int(z.shape[2]) * int(z.shape[3]), conv.out_channels, conv.weight[0].numel()
+        gram = 4 * pixels * (cout + k) < cout * k
+        keep_z = self.bn_mode == "running" and (gram or k > pixels)
+        return _Layer(
+            conv_path, bn_path, conv, bn, x, cache, z if keep_z else None, F.relu(y) if relu else y, relu, gram
+        )
 
-    def _layer_backward(self, layer: _Layer, dout: Tensor, out: dict[str, Tensor], need_input: bool) -> Tensor:
-        """Backward through ReLU (if any), BN and conv; records norms, returns dL/d(conv input) or dL/dz."""
+    def _layer_backward(
+        self, layer: _Layer, dout: Tensor, ones: Tensor, out: dict[str, Tensor], need_input: bool
+    ) -> Tensor | None:
+        """Backward through ReLU (if any), BN and conv; records norms, returns dL/d(conv input) if needed."""
         dy = _relu_backward(dout, layer.y) if layer.relu else dout
-        dz, dgamma, dbeta = _bn_backward(layer.bn, layer.cache, dy, self.bn_mode)
-        out[f"grad_w:{layer.bn_path}"] = _norm(dgamma)
-        out[f"grad_b:{layer.bn_path}"] = _norm(dbeta)
-        out[f"grad_act:{layer.conv_path}"] = _norm(dz)
-        out[f"grad_w:{layer.conv_path}"] = _norm(_conv_weight_grad(layer.conv, dz, layer.x))
-        return _conv_input_grad(layer.conv, dz, layer.x) if need_input else dz
+        bn, conv, cols = layer.bn, layer.conv, _im2col(layer.conv, layer.x)
+        if layer.cache is not None:  # batch statistics
+            dz, dgamma, dbeta = _bn_batch_backward(bn, layer.cache, dy)
+            scale = None
+            out[f"grad_act:{layer.conv_path}"] = _sumsq(dz)
+            if layer.gram:
+                out[f"grad_w:{layer.conv_path}"] = _gram_sumsq(dz, cols)
+            else:
+                out[f"grad_w:{layer.conv_path}"] = _sumsq(_batch_gemm(dz, cols, ones))
+        else:  # running statistics: dL/dz = scale * dy is never formed (see the module docstring)
+            dz = dy
+            invstd, scale = _bn_scale(bn)  # (C,), constants
+            dbeta = dy.sum(dim=(0, 2, 3))  # (C,)
+            out[f"grad_act:{layer.conv_path}"] = _sumsq(dy) * scale.square()  # (N, C)
+            if layer.gram:
+                out[f"grad_w:{layer.conv_path}"] = _gram_sumsq(dy * _channel(scale), cols)
+            else:
+                g = _batch_gemm(dy, cols, ones)  # (Cout, K): dL/dW = scale * g
+                out[f"grad_w:{layer.conv_path}"] = _sumsq(g) * scale.square()  # (Cout,)
+            if layer.z is not None:
+                dy_z = (dy * layer.z).sum(dim=(0, 2, 3))  # (C,): sum over images and pixels of dy * z
+            else:
+                dy_z = (conv.weight * g.view_as(conv.weight)).sum(dim=(1, 2, 3))  # the same sum, from g
+            dgamma = (dy_z - bn.running_mean * dbeta) * invstd  # sum(dy * x_hat), x_hat = (z - mean) * invstd
+        out[f"grad_w:{layer.bn_path}"] = _sumsq(dgamma)
+        out[f"grad_b:{layer.bn_path}"] = _sumsq(dbeta)
+        return _conv_input_grad(conv, dz, layer.x, scale) if need_input else None
 
     def _block_forward(self, path: str, block: _Block, x: Tensor, gate: Tensor) -> _BlockTape:
         """Forward one residual block, H = relu(F(x) + g * S(x)), keeping its tape."""
@@ -313,13 +424,13 @@ class GradientGraph(nn.Module):
         out = F.relu(h + gate * s)  # (N, C, H', W')
         return _BlockTape(path, block, gate, x, body, proj, out)
 
-    def _block_backward(self, tape: _BlockTape, dh: Tensor, out: dict[str, Tensor]) -> Tensor:
+    def _block_backward(self, tape: _BlockTape, dh: Tensor, ones: Tensor, out: dict[str, Tensor]) -> Tensor:
         """Backward of one block from dL/dH; records its norms and returns dL/dx."""
-        out[f"grad_out:{tape.path}"] = _norm(dh)
+        out[f"grad_out:{tape.path}"] = _sumsq(dh)
         dsum = _relu_backward(dh, tape.h)  # dL/d(F + g*S)
         d = dsum
         for layer in reversed(tape.body):
-            d = self._layer_backward(layer, d, out, need_input=True)
+            d = self._layer_backward(layer, d, ones, out, need_input=True)
         ds_out = tape.gate * dsum  # dL/dS
         ds = tape.block.downsample
         if ds is None:
@@ -328,9 +439,9 @@ class GradientGraph(nn.Module):
             dx_short = _zero_pad_backward(ds, ds_out, tape.x)
         else:
             assert tape.proj is not None
-            dx_short = self._layer_backward(tape.proj, ds_out, out, need_input=True)
+            dx_short = self._layer_backward(tape.proj, ds_out, ones, out, need_input=True)
         dx = d + dx_short  # (N, Cin, H, W)
-        out[f"grad_in:{tape.path}"] = _norm(dx)
+        out[f"grad_in:{tape.path}"] = _sumsq(dx)
         return dx
 
     @torch.no_grad()
@@ -358,16 +469,17 @@ class GradientGraph(nn.Module):
         out: dict[str, Tensor] = {"loss": loss, "logits": logits}
         n = torch.ones_like(log_p[:, :1]).sum()  # batch size as a tensor: the batch axis is dynamic
         dlogits = (log_p.exp() - onehot) / n  # (N, K), d mean-CE / d logits
-        out["grad_act:fc"] = _norm(dlogits)
-        out["grad_w:fc"] = _norm(dlogits.t() @ pooled)  # (K, C)
+        out["grad_act:fc"] = _sumsq(dlogits)
+        out["grad_w:fc"] = _sumsq(dlogits.t() @ pooled)  # (K, C)
         dpooled = dlogits @ m.fc.weight  # (N, C)
         height, width = int(x.shape[2]), int(x.shape[3])
         d = dpooled[:, :, None, None].expand_as(x) / (height * width)  # (N, C, H, W)
+        ones = torch.ones_like(dlogits[:, :1]).t()  # (1, N): sums weight gradients over images
         for tape in reversed(tapes):
-            d = self._block_backward(tape, d, out)
+            d = self._block_backward(tape, d, ones, out)
         if m.maxpool is not None:
             d = _maxpool_backward(m.maxpool, a0, d, pool_idx)
-        self._layer_backward(stem, d, out, need_input=False)
+        self._layer_backward(stem, d, ones, out, need_input=False)
         return tuple(out[name] for name in self._names)
 
 

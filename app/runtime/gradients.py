@@ -17,6 +17,14 @@ def check_target(target: int | None, num_classes: int) -> None:
         raise ValueError(f"target must be a class index in [0, {num_classes - 1}], got {target}")
 
 
+def finish_norms(outputs: dict[str, np.ndarray]) -> dict[str, float]:
+    """L2 norms from a gradient graph's ``grad_*`` outputs (squared norms in parts), summed in float64."""
+    # max(., 0): the parts of a Gram-matrix norm may be negative, and their total round to just below 0.
+    return {
+        k: float(np.sqrt(max(np.sum(v, dtype=np.float64), 0.0))) for k, v in outputs.items() if k.startswith("grad_")
+    }
+
+
 def gradients(
     registry: ModelRegistry, model: LoadedModel, images: np.ndarray, gates: np.ndarray, bn: str, target: int | None
 ) -> dict:
@@ -27,6 +35,7 @@ def gradients(
     names = [o.name for o in sess.get_outputs()]
     t = np.full(images.shape[0], -1 if target is None else target, np.int64)  # -1: the predicted class
     out = dict(zip(names, sess.run(None, {"image": images, "gates": gates, "target": t}), strict=True))
+    norms = finish_norms(out)
     logits = out["logits"]
     used = logits.argmax(axis=1) if target is None else t
     blocks = [
@@ -34,8 +43,8 @@ def gradients(
             "id": b["id"],
             "stage": b["stage"],
             "gate": float(gates[i]),
-            "grad_norm_in": float(out[f"grad_in:{b['id']}"]),
-            "grad_norm_out": float(out[f"grad_out:{b['id']}"]),
+            "grad_norm_in": norms[f"grad_in:{b['id']}"],
+            "grad_norm_out": norms[f"grad_out:{b['id']}"],
         }
         for i, b in enumerate(man["blocks"])
     ]
@@ -43,8 +52,8 @@ def gradients(
         {
             "id": layer["id"],
             "kind": layer["kind"],
-            "weight_grad_norm": float(out[f"grad_w:{layer['id']}"]),
-            "activation_grad_norm": float(out[f"grad_act:{layer['id']}"]),
+            "weight_grad_norm": norms[f"grad_w:{layer['id']}"],
+            "activation_grad_norm": norms[f"grad_act:{layer['id']}"],
         }
         for layer in man["layers"]
     ]
@@ -52,8 +61,8 @@ def gradients(
         {
             "id": b["id"],
             "kind": "bn",
-            "weight_grad_norm": float(out[f"grad_w:{b['id']}"]),
-            "bias_grad_norm": float(out[f"grad_b:{b['id']}"]),
+            "weight_grad_norm": norms[f"grad_w:{b['id']}"],
+            "bias_grad_norm": norms[f"grad_b:{b['id']}"],
             "activation_grad_norm": None,
         }
         for b in man["batchnorm"]
