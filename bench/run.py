@@ -29,6 +29,7 @@ sys.path.insert(0, str(ROOT))
 
 from app.paths import DEFAULT_MODELS_DIR, exported_kinds  # noqa: E402
 from app.runtime.analysis import analyze  # noqa: E402
+from app.runtime.gradients import finish_norms  # noqa: E402
 from app.runtime.registry import ModelRegistry  # noqa: E402
 from app.runtime.service import Payload  # noqa: E402
 
@@ -151,12 +152,19 @@ def analysis_rows(models_dir: Path, names: list[str], repeat: int, with_torch: b
         grad = reg.session(model, "grad-running")
         feed = {"image": x, "gates": gates}
         target = np.full(1, -1, np.int64)
+        grad_names = [o.name for o in grad.get_outputs()]
+
+        def grad_norms() -> dict[str, float]:
+            """The gradient graph run and its norms finished, as the gradients endpoint does."""
+            outs = grad.run(None, {**feed, "target": target})  # noqa: B023
+            return finish_norms(dict(zip(grad_names, outs, strict=True)))  # noqa: B023
+
         fns: dict[str, Callable[[], object]] = {
             "bare": lambda: bare.run(["logits"], feed),  # noqa: B023
             "taps": lambda: taps.run(None, feed),  # noqa: B023
             "stats": lambda: stats.run(None, feed),  # noqa: B023
             "analysis": lambda: analyze(reg, model, x, gates, "running"),  # noqa: B023
-            "grad": lambda: grad.run(None, {**feed, "target": target}),  # noqa: B023
+            "grad": grad_norms,
         }
         if with_torch:
             fns["torch_hooks"] = torch_hooks_baseline(name, x)

@@ -10,24 +10,26 @@ exporter at opset 17 and runs in ONNX Runtime.
 
 Outputs are the mean cross-entropy ``loss``, the ``logits`` and, for the gradients named
 ``grad_in:<block>``, ``grad_out:<block>``, ``grad_act:<conv|fc>``, ``grad_w:<conv|bn|fc>`` and
-``grad_b:<bn>``, their squared L2 norm (over the whole batch) in parts: a small float32 array
-(per image and channel, or per row) whose total is the squared norm. The runtime finishes each norm
-in float64 (``app.runtime.gradients.finish_norms``), which keeps ~230 tiny reductions and square
-roots out of the graph and every float32 accumulation short.
+``grad_b:<bn>``, their squared L2 norm (over the whole batch) in parts: a small float32 array (per
+channel, per row, or per pixel of a Gram matrix) whose total is the squared norm. The runtime
+finishes each norm in float64 (``app.runtime.gradients.finish_norms``), which keeps ~230 tiny
+reductions and square roots out of the graph and every float32 accumulation short.
 :meth:`GradientGraph.output_names` gives the order.
 
-With running BN statistics the BN is an affine map with constant scale ``gamma / std``: the
-backward never forms dL/dz = scale * dL/dy. The scale is folded into the (constant) kernels of
-the input-gradient convolutions and applied to the small weight-gradient matrix and the
-per-channel sums, and dL/dgamma comes from the weight gradient by the identity
-``sum_p dy_c(p) z_c(p) = sum_k W[c, k] G[c, k]`` (z = W * cols, G = dy * cols^T). The forward then
-needs no conv output but the ReLU's, so ONNX Runtime fuses each conv, BN and ReLU as in the bare graph.
+With running BN statistics the BN is an affine map with the constant scale gamma / std, and the
+backward never forms dL/dz = scale * dL/dy: the scale is folded into the (constant) kernels of the
+input-gradient convolutions and applied to the per-channel sums. dL/dgamma needs sum_p dy z per
+channel; where the weight is smaller than z it comes from the weight gradient by the identity
+``sum_p dy_c(p) z_c(p) = sum_k W[c, k] G[c, k]`` (z = W cols, G = dy cols^T), so those layers keep
+no conv output and ONNX Runtime fuses their conv, BN and ReLU as in the bare graph.
+Where a layer has few pixels and many channels (ResNet-50's last stage), its weight-gradient norm
+comes from two Gram matrices instead of the weight gradient itself (``_gram_sumsq``).
 """
 
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -77,8 +79,38 @@ class _BlockTape:
     h: Tensor  # block output relu(F + g * S)
 
 
+@dataclass
+class _Batched:
+    """Per-channel arithmetic of every running-BN layer, run as a few long ops at the end of the backward.
+
+    Done per layer it would be ~6 tiny nodes each (scalings, dL/dgamma, squares), and ONNX Runtime's
+    cost per node made those a few percent of a ResNet-50 backward.
+    """
+
+    scaled: list[tuple[str, Tensor, Tensor]] = field(default_factory=list)  # (output, parts, constant factor)
+    bn: list[tuple[str, Tensor, Tensor, nn.BatchNorm2d]] = field(default_factory=list)  # (path, sum dy*z, dbeta, bn)
+
+    def finish(self, out: dict[str, Tensor]) -> None:
+        """Record each ``parts * factor``, and the squared dL/dgamma and dL/dbeta of each BN, in ``out``."""
+        if self.scaled:
+            names, parts, factors = zip(*self.scaled, strict=True)
+            prod = torch.cat(parts) * torch.cat(factors)
+            for name, t in zip(names, prod.split([int(p.shape[0]) for p in parts]), strict=True):
+                out[name] = t
+        if self.bn:
+            paths, dy_z, dbeta, bns = zip(*self.bn, strict=True)
+            mean = torch.cat([bn.running_mean for bn in bns])  # constants, folded at export
+            invstd = torch.cat([_bn_scale(bn)[0] for bn in bns])
+            db = torch.cat(dbeta)
+            dgamma = (torch.cat(dy_z) - mean * db) * invstd  # sum(dy * x_hat), x_hat = (z - mean) * invstd
+            sizes = [int(t.shape[0]) for t in dbeta]
+            for path, g, b in zip(paths, dgamma.square().split(sizes), db.square().split(sizes), strict=True):
+                out[f"grad_w:{path}"] = g
+                out[f"grad_b:{path}"] = b
+
+
 def _sumsq(t: Tensor) -> Tensor:
-    """The squared L2 norm of ``t`` in parts: per image and channel (N, C), per row, or per element.
+    """The squared L2 norm of ``t`` in parts: per channel (C,) of an (N, C, H, W), per row, or per element.
 
     ``torch.linalg.vector_norm`` (eager, CPU) and ONNX Runtime's one-shot ``ReduceSum`` both drift
     by up to ~1e-4 relative on tensors of a few million elements; short per-channel sums here and
@@ -87,7 +119,7 @@ def _sumsq(t: Tensor) -> Tensor:
     """
     sq = t.square()
     if sq.dim() == 4:
-        return sq.sum(dim=(2, 3))  # (N, C): reduced over named axes, no shape arithmetic in the graph
+        return sq.sum(dim=(0, 2, 3))  # (C,): reduced over named axes, no shape arithmetic in the graph
     if sq.dim() == 2:
         return sq.sum(dim=1)  # (rows,)
     return sq
@@ -368,7 +400,7 @@ class GradientGraph(nn.Module):
         )
 
     def _layer_backward(
-        self, layer: _Layer, dout: Tensor, ones: Tensor, out: dict[str, Tensor], need_input: bool
+        self, layer: _Layer, dout: Tensor, ones: Tensor, out: dict[str, Tensor], later: _Batched, need_input: bool
     ) -> Tensor | None:
         """Backward through ReLU (if any), BN and conv; records norms, returns dL/d(conv input) if needed."""
         dy = _relu_backward(dout, layer.y) if layer.relu else dout
@@ -381,23 +413,23 @@ class GradientGraph(nn.Module):
                 out[f"grad_w:{layer.conv_path}"] = _gram_sumsq(dz, cols)
             else:
                 out[f"grad_w:{layer.conv_path}"] = _sumsq(_batch_gemm(dz, cols, ones))
+            out[f"grad_w:{layer.bn_path}"] = dgamma.square()
+            out[f"grad_b:{layer.bn_path}"] = dbeta.square()
         else:  # running statistics: dL/dz = scale * dy is never formed (see the module docstring)
             dz = dy
-            invstd, scale = _bn_scale(bn)  # (C,), constants
+            scale = _bn_scale(bn)[1]  # (C,), a constant
             dbeta = dy.sum(dim=(0, 2, 3))  # (C,)
-            out[f"grad_act:{layer.conv_path}"] = _sumsq(dy) * scale.square()  # (N, C)
+            later.scaled.append((f"grad_act:{layer.conv_path}", _sumsq(dy), scale.square()))
             if layer.gram:
                 out[f"grad_w:{layer.conv_path}"] = _gram_sumsq(dy * _channel(scale), cols)
             else:
                 g = _batch_gemm(dy, cols, ones)  # (Cout, K): dL/dW = scale * g
-                out[f"grad_w:{layer.conv_path}"] = _sumsq(g) * scale.square()  # (Cout,)
+                later.scaled.append((f"grad_w:{layer.conv_path}", _sumsq(g), scale.square()))
             if layer.z is not None:
                 dy_z = (dy * layer.z).sum(dim=(0, 2, 3))  # (C,): sum over images and pixels of dy * z
             else:
                 dy_z = (conv.weight * g.view_as(conv.weight)).sum(dim=(1, 2, 3))  # the same sum, from g
-            dgamma = (dy_z - bn.running_mean * dbeta) * invstd  # sum(dy * x_hat), x_hat = (z - mean) * invstd
-        out[f"grad_w:{layer.bn_path}"] = _sumsq(dgamma)
-        out[f"grad_b:{layer.bn_path}"] = _sumsq(dbeta)
+            later.bn.append((layer.bn_path, dy_z, dbeta, bn))
         return _conv_input_grad(conv, dz, layer.x, scale) if need_input else None
 
     def _block_forward(self, path: str, block: _Block, x: Tensor, gate: Tensor) -> _BlockTape:
@@ -424,13 +456,15 @@ class GradientGraph(nn.Module):
         out = F.relu(h + gate * s)  # (N, C, H', W')
         return _BlockTape(path, block, gate, x, body, proj, out)
 
-    def _block_backward(self, tape: _BlockTape, dh: Tensor, ones: Tensor, out: dict[str, Tensor]) -> Tensor:
+    def _block_backward(
+        self, tape: _BlockTape, dh: Tensor, ones: Tensor, out: dict[str, Tensor], later: _Batched
+    ) -> Tensor:
         """Backward of one block from dL/dH; records its norms and returns dL/dx."""
         out[f"grad_out:{tape.path}"] = _sumsq(dh)
         dsum = _relu_backward(dh, tape.h)  # dL/d(F + g*S)
         d = dsum
         for layer in reversed(tape.body):
-            d = self._layer_backward(layer, d, ones, out, need_input=True)
+            d = self._layer_backward(layer, d, ones, out, later, need_input=True)
         ds_out = tape.gate * dsum  # dL/dS
         ds = tape.block.downsample
         if ds is None:
@@ -439,7 +473,7 @@ class GradientGraph(nn.Module):
             dx_short = _zero_pad_backward(ds, ds_out, tape.x)
         else:
             assert tape.proj is not None
-            dx_short = self._layer_backward(tape.proj, ds_out, ones, out, need_input=True)
+            dx_short = self._layer_backward(tape.proj, ds_out, ones, out, later, need_input=True)
         dx = d + dx_short  # (N, Cin, H, W)
         out[f"grad_in:{tape.path}"] = _sumsq(dx)
         return dx
@@ -475,11 +509,13 @@ class GradientGraph(nn.Module):
         height, width = int(x.shape[2]), int(x.shape[3])
         d = dpooled[:, :, None, None].expand_as(x) / (height * width)  # (N, C, H, W)
         ones = torch.ones_like(dlogits[:, :1]).t()  # (1, N): sums weight gradients over images
+        later = _Batched()
         for tape in reversed(tapes):
-            d = self._block_backward(tape, d, ones, out)
+            d = self._block_backward(tape, d, ones, out, later)
         if m.maxpool is not None:
             d = _maxpool_backward(m.maxpool, a0, d, pool_idx)
-        self._layer_backward(stem, d, ones, out, need_input=False)
+        self._layer_backward(stem, d, ones, out, later, need_input=False)
+        later.finish(out)
         return tuple(out[name] for name in self._names)
 
 
