@@ -10,7 +10,7 @@ REPO = Path(__file__).resolve().parent.parent
 DEFAULT_MODELS_DIR = REPO / "models"
 SHIPPED_WEIGHTS_DIR = DEFAULT_MODELS_DIR / "weights"
 # Bumped whenever the exported graphs or manifest change shape: older exports are redone.
-EXPORT_FORMAT = 8
+EXPORT_FORMAT = 9
 VARIANT_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,39}$")
 
 # Graph kinds exported per (model, weights): forward with taps in both BN modes, forward with

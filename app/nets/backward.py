@@ -220,8 +220,12 @@ def _gram_sumsq(a: Tensor, b: Tensor) -> Tensor:
     there are few pixels and many channels (ResNet-50's last stage: 7x7 pixels, 512 x 4608 G).
     Measured in float32 against float64 on such shapes: 1e-8 relative.
     """
-    ra, rb = _rows(a), _rows(b)  # (NP, I), (NP, J)
-    return (torch.matmul(ra, ra.t()) * torch.matmul(rb, rb.t())).sum(dim=1)  # (NP,)
+    return _gram_parts(_rows(a), _rows(b))
+
+
+def _gram_parts(ra: Tensor, rb: Tensor) -> Tensor:
+    """||ra^T rb||^2 in parts (one per row) from the Gram matrices of ``ra`` (R, I) and ``rb`` (R, J)."""
+    return (torch.matmul(ra, ra.t()) * torch.matmul(rb, rb.t())).sum(dim=1)  # (R,)
 
 
 def _bn_forward(bn: nn.BatchNorm2d, z: Tensor, mode: str) -> tuple[Tensor, _BNCache | None]:
@@ -325,7 +329,7 @@ def _spread(d: Tensor, s: int, height: int, width: int) -> Tensor:
     d = torch.stack([d] + [zeros] * (s - 1), dim=4).reshape(-1, c, h, w * s)  # columns interleaved
     zeros = torch.zeros_like(d)
     d = torch.stack([d] + [zeros] * (s - 1), dim=3).reshape(-1, c, h * s, w * s)  # rows interleaved
-    return d[:, :, :height, :width]
+    return d if (h * s, w * s) == (height, width) else d[:, :, :height, :width]
 
 
 def _zero_pad_backward(ds: ZeroPadShortcut, ds_out: Tensor, x: Tensor) -> Tensor:
@@ -457,10 +461,13 @@ class GradientGraph(nn.Module):
         return _BlockTape(path, block, gate, x, body, proj, out)
 
     def _block_backward(
-        self, tape: _BlockTape, dh: Tensor, ones: Tensor, out: dict[str, Tensor], later: _Batched
-    ) -> Tensor:
-        """Backward of one block from dL/dH; records its norms and returns dL/dx."""
-        out[f"grad_out:{tape.path}"] = _sumsq(dh)
+        self, tape: _BlockTape, dh: Tensor, dh_parts: Tensor, ones: Tensor, out: dict[str, Tensor], later: _Batched
+    ) -> tuple[Tensor, Tensor]:
+        """Backward of one block from dL/dH and its squared norm in parts; records norms, returns dL/dx and its parts.
+
+        A block's output is the next block's input: ``dh_parts`` are that block's dL/dx parts.
+        """
+        out[f"grad_out:{tape.path}"] = dh_parts
         dsum = _relu_backward(dh, tape.h)  # dL/d(F + g*S)
         d = dsum
         for layer in reversed(tape.body):
@@ -475,8 +482,8 @@ class GradientGraph(nn.Module):
             assert tape.proj is not None
             dx_short = self._layer_backward(tape.proj, ds_out, ones, out, later, need_input=True)
         dx = d + dx_short  # (N, Cin, H, W)
-        out[f"grad_in:{tape.path}"] = _sumsq(dx)
-        return dx
+        dx_parts = out[f"grad_in:{tape.path}"] = _sumsq(dx)
+        return dx, dx_parts
 
     @torch.no_grad()
     def forward(self, image: Tensor, gates: Tensor, target: Tensor) -> tuple[Tensor, ...]:
@@ -504,14 +511,15 @@ class GradientGraph(nn.Module):
         n = torch.ones_like(log_p[:, :1]).sum()  # batch size as a tensor: the batch axis is dynamic
         dlogits = (log_p.exp() - onehot) / n  # (N, K), d mean-CE / d logits
         out["grad_act:fc"] = _sumsq(dlogits)
-        out["grad_w:fc"] = _sumsq(dlogits.t() @ pooled)  # (K, C)
+        out["grad_w:fc"] = _gram_parts(dlogits, pooled)  # ||dlogits^T pooled||^2 without the (K, C) product
         dpooled = dlogits @ m.fc.weight  # (N, C)
         height, width = int(x.shape[2]), int(x.shape[3])
         d = dpooled[:, :, None, None].expand_as(x) / (height * width)  # (N, C, H, W)
         ones = torch.ones_like(dlogits[:, :1]).t()  # (1, N): sums weight gradients over images
         later = _Batched()
+        d_parts = _sumsq(d)
         for tape in reversed(tapes):
-            d = self._block_backward(tape, d, ones, out, later)
+            d, d_parts = self._block_backward(tape, d, d_parts, ones, out, later)
         if m.maxpool is not None:
             d = _maxpool_backward(m.maxpool, a0, d, pool_idx)
         self._layer_backward(stem, d, ones, out, later, need_input=False)
