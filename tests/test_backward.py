@@ -17,6 +17,7 @@ from app.nets.backward import (
     GradientGraph,
     _conv_input_grad,
     _conv_weight_grad,
+    _gram_sumsq,
     _maxpool_backward,
     _zero_pad_backward,
     _zero_pad_forward,
@@ -265,6 +266,31 @@ def test_conv_grads_match_autograd(k: int, s: int, p: int, size: int) -> None:
     assert dx.shape == x.shape and dw.shape == conv.weight.shape
     torch.testing.assert_close(dx.double(), dx_ref, rtol=1e-5, atol=1e-6 * dx_ref.abs().max().item())
     torch.testing.assert_close(dw.double(), dw_ref, rtol=1e-5, atol=1e-6 * dw_ref.abs().max().item())
+
+
+@pytest.mark.parametrize("batch", [1, 3])
+def test_gram_norm_matches_the_weight_gradient(batch: int) -> None:
+    """||sum_n,p a b^T||^2 from Gram matrices equals the squared norm of the product (float64)."""
+    gen = torch.Generator().manual_seed(batch)
+    a = torch.randn(batch, 64, 3, 3, generator=gen)  # like dL/dy of a late stage: few pixels
+    b = F.relu(torch.randn(batch, 1152, 3, 3, generator=gen))  # an im2col matrix, >= 0
+    parts = _gram_sumsq(a, b)
+    assert parts.shape == (batch * 9,)
+    g = torch.einsum("nip,njp->ij", a.double().flatten(2), b.double().flatten(2))  # (64, 1152)
+    np.testing.assert_allclose(parts.double().sum().item(), g.square().sum().item(), rtol=1e-5)
+
+
+def test_finished_norms_are_float64_roots_of_the_totals() -> None:
+    parts = {
+        "loss": np.float32(1.0),
+        "grad_w:a": np.array([3.0, 4.0, -1e-9], np.float32),
+        "grad_in:b": np.zeros(3, np.float32),
+    }
+    parts["grad_out:c"] = np.array([1e-9, -2e-9], np.float32)  # Gram parts can total just below 0
+    norms = finish_norms(parts)
+    assert set(norms) == {"grad_w:a", "grad_in:b", "grad_out:c"}
+    assert norms["grad_w:a"] == pytest.approx(np.sqrt(7.0), rel=1e-7)
+    assert norms["grad_in:b"] == 0.0 and norms["grad_out:c"] == 0.0
 
 
 @pytest.mark.parametrize("size", [8, 7])
