@@ -19,10 +19,12 @@ def check_target(target: int | None, num_classes: int) -> None:
 
 def finish_norms(outputs: dict[str, np.ndarray]) -> dict[str, float]:
     """L2 norms from a gradient graph's ``grad_*`` outputs (squared norms in parts), summed in float64."""
-    # max(., 0): the parts of a Gram-matrix norm may be negative, and their total round to just below 0.
-    return {
-        k: float(np.sqrt(max(np.sum(v, dtype=np.float64), 0.0))) for k, v in outputs.items() if k.startswith("grad_")
-    }
+    names = [k for k in outputs if k.startswith("grad_")]
+    parts = [np.ravel(outputs[k]) for k in names]
+    starts = np.cumsum([0] + [p.size for p in parts[:-1]])
+    totals = np.add.reduceat(np.concatenate(parts).astype(np.float64), starts) if names else np.zeros(0)
+    # Gram-matrix parts may be negative and their total round to just below 0: clip before the root.
+    return dict(zip(names, np.sqrt(np.maximum(totals, 0.0)).tolist(), strict=True))
 
 
 def gradients(
