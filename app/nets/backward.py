@@ -548,6 +548,9 @@ def export_gradient_graph(model: ResNet, bn_mode: str, path: Path, *, input_size
         with torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore", torch.jit.TracerWarning)  # shapes baked in on purpose
             warnings.filterwarnings("ignore", "You are using the legacy TorchScript", DeprecationWarning)
+            # The kernel flips (Slice with step -1) stay in the graph on purpose: ONNX Runtime folds
+            # them when it loads the graph, and the file does not carry a flipped copy of each weight.
+            warnings.filterwarnings("ignore", "Constant folding - Only steps=1", UserWarning)
             torch.onnx.export(
                 graph,
                 (image, gates, target),
