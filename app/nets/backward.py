@@ -23,7 +23,9 @@ channel; where the weight is smaller than z it comes from the weight gradient by
 ``sum_p dy_c(p) z_c(p) = sum_k W[c, k] G[c, k]`` (z = W cols, G = dy cols^T), so those layers keep
 no conv output and ONNX Runtime fuses their conv, BN and ReLU as in the bare graph.
 Where a layer has few pixels and many channels (ResNet-50's last stage), its weight-gradient norm
-comes from two Gram matrices instead of the weight gradient itself (``_gram_sumsq``).
+comes from two Gram matrices instead of the weight gradient itself (``_gram_sumsq``). The choice is
+made for one image; the Gram matrices grow with the square of the batch, so from about 8 images
+at 224x224 those layers cost more than the GEMM they replace (the server takes at most 8).
 """
 
 from __future__ import annotations
