@@ -15,9 +15,10 @@ from torch import Tensor, nn
 
 from app.nets.backward import (
     GradientGraph,
+    _batch_gemm,
     _conv_input_grad,
-    _conv_weight_grad,
     _gram_sumsq,
+    _im2col,
     _maxpool_backward,
     _zero_pad_backward,
     _zero_pad_forward,
@@ -262,7 +263,7 @@ def test_conv_grads_match_autograd(k: int, s: int, p: int, size: int) -> None:
     dx_ref, dw_ref = torch.autograd.grad(z64, [x64, w64], dz.double())  # float64 autograd
     with torch.no_grad():
         dx = _conv_input_grad(conv, dz, x)
-        dw = _conv_weight_grad(conv, dz, x).view_as(conv.weight)  # (Cout, Cin*k*k) -> weight's shape
+        dw = _batch_gemm(dz, _im2col(conv, x), torch.ones(1, 2)).view_as(conv.weight)  # (Cout, Cin*k*k)
     assert dx.shape == x.shape and dw.shape == conv.weight.shape
     torch.testing.assert_close(dx.double(), dx_ref, rtol=1e-5, atol=1e-6 * dx_ref.abs().max().item())
     torch.testing.assert_close(dw.double(), dw_ref, rtol=1e-5, atol=1e-6 * dw_ref.abs().max().item())

@@ -82,18 +82,27 @@ class _BlockTape:
 
 
 @dataclass
-class _Batched:
-    """Per-channel arithmetic of every running-BN layer, run as a few long ops at the end of the backward.
+class _Outputs:
+    """The graph's outputs; per-channel arithmetic of every running-BN layer is batched to the end.
 
     Done per layer it would be ~6 tiny nodes each (scalings, dL/dgamma, squares), and ONNX Runtime's
     cost per node made those a few percent of a ResNet-50 backward.
     """
 
+    out: dict[str, Tensor]
     scaled: list[tuple[str, Tensor, Tensor]] = field(default_factory=list)  # (output, parts, constant factor)
     bn: list[tuple[str, Tensor, Tensor, nn.BatchNorm2d]] = field(default_factory=list)  # (path, sum dy*z, dbeta, bn)
 
-    def finish(self, out: dict[str, Tensor]) -> None:
-        """Record each ``parts * factor``, and the squared dL/dgamma and dL/dbeta of each BN, in ``out``."""
+    def put(self, name: str, parts: Tensor, factor: Tensor | None = None) -> None:
+        """Record output ``name`` = ``parts * factor`` (the product taken in :meth:`finish`)."""
+        if factor is None:
+            self.out[name] = parts
+        else:
+            self.scaled.append((name, parts, factor))
+
+    def finish(self) -> None:
+        """Record every scaled output, and the squared dL/dgamma and dL/dbeta of each running BN."""
+        out = self.out
         if self.scaled:
             names, parts, factors = zip(*self.scaled, strict=True)
             prod = torch.cat(parts) * torch.cat(factors)
@@ -197,16 +206,6 @@ def _im2col(conv: nn.Conv2d, x: Tensor) -> Tensor:
     cin, taps = int(x.shape[1]), kh * kw
     pick = torch.eye(taps, dtype=x.dtype).view(taps, 1, kh, kw).repeat(cin, 1, 1, 1)  # (Cin*kh*kw, 1, kh, kw)
     return F.conv2d(x, pick, None, conv.stride, conv.padding, conv.dilation, cin)
-
-
-def _conv_weight_grad(conv: nn.Conv2d, dz: Tensor, x: Tensor, ones: Tensor | None = None) -> Tensor:
-    """dL/dW of a convolution as a (Cout, Cin*kh*kw) matrix: dz times the im2col matrix of x, one GEMM.
-
-    ``ones`` is a (1, N) row of ones (made here when not given).
-    """
-    if ones is None:
-        ones = torch.ones(1, int(x.shape[0]), dtype=x.dtype)
-    return _batch_gemm(dz, _im2col(conv, x), ones)
 
 
 def _rows(t: Tensor) -> Tensor:
@@ -406,36 +405,31 @@ class GradientGraph(nn.Module):
         )
 
     def _layer_backward(
-        self, layer: _Layer, dout: Tensor, ones: Tensor, out: dict[str, Tensor], later: _Batched, need_input: bool
+        self, layer: _Layer, dout: Tensor, ones: Tensor, out: _Outputs, need_input: bool
     ) -> Tensor | None:
         """Backward through ReLU (if any), BN and conv; records norms, returns dL/d(conv input) if needed."""
         dy = _relu_backward(dout, layer.y) if layer.relu else dout
         bn, conv, cols = layer.bn, layer.conv, _im2col(layer.conv, layer.x)
         if layer.cache is not None:  # batch statistics
             dz, dgamma, dbeta = _bn_batch_backward(bn, layer.cache, dy)
-            scale = None
-            out[f"grad_act:{layer.conv_path}"] = _sumsq(dz)
-            if layer.gram:
-                out[f"grad_w:{layer.conv_path}"] = _gram_sumsq(dz, cols)
-            else:
-                out[f"grad_w:{layer.conv_path}"] = _sumsq(_batch_gemm(dz, cols, ones))
-            out[f"grad_w:{layer.bn_path}"] = dgamma.square()
-            out[f"grad_b:{layer.bn_path}"] = dbeta.square()
+            scale = sq = None
+            out.put(f"grad_w:{layer.bn_path}", dgamma.square())
+            out.put(f"grad_b:{layer.bn_path}", dbeta.square())
         else:  # running statistics: dL/dz = scale * dy is never formed (see the module docstring)
-            dz = dy
-            scale = _bn_scale(bn)[1]  # (C,), a constant
-            dbeta = dy.sum(dim=(0, 2, 3))  # (C,)
-            later.scaled.append((f"grad_act:{layer.conv_path}", _sumsq(dy), scale.square()))
-            if layer.gram:
-                out[f"grad_w:{layer.conv_path}"] = _gram_sumsq(dy * _channel(scale), cols)
-            else:
-                g = _batch_gemm(dy, cols, ones)  # (Cout, K): dL/dW = scale * g
-                later.scaled.append((f"grad_w:{layer.conv_path}", _sumsq(g), scale.square()))
+            dz, scale = dy, _bn_scale(bn)[1]  # scale (C,) is a constant
+            sq = scale.square()
+        out.put(f"grad_act:{layer.conv_path}", _sumsq(dz), sq)
+        if layer.gram:
+            out.put(f"grad_w:{layer.conv_path}", _gram_sumsq(dz if scale is None else dz * _channel(scale), cols))
+        else:
+            g = _batch_gemm(dz, cols, ones)  # (Cout, K): dL/dW, or dL/dW / scale
+            out.put(f"grad_w:{layer.conv_path}", _sumsq(g), sq)
+        if layer.cache is None:
             if layer.z is not None:
                 dy_z = (dy * layer.z).sum(dim=(0, 2, 3))  # (C,): sum over images and pixels of dy * z
             else:
                 dy_z = (conv.weight * g.view_as(conv.weight)).sum(dim=(1, 2, 3))  # the same sum, from g
-            later.bn.append((layer.bn_path, dy_z, dbeta, bn))
+            out.bn.append((layer.bn_path, dy_z, dy.sum(dim=(0, 2, 3)), bn))
         return _conv_input_grad(conv, dz, layer.x, scale) if need_input else None
 
     def _block_forward(self, path: str, block: _Block, x: Tensor, gate: Tensor) -> _BlockTape:
@@ -463,17 +457,17 @@ class GradientGraph(nn.Module):
         return _BlockTape(path, block, gate, x, body, proj, out)
 
     def _block_backward(
-        self, tape: _BlockTape, dh: Tensor, dh_parts: Tensor, ones: Tensor, out: dict[str, Tensor], later: _Batched
+        self, tape: _BlockTape, dh: Tensor, dh_parts: Tensor, ones: Tensor, out: _Outputs
     ) -> tuple[Tensor, Tensor]:
         """Backward of one block from dL/dH and its squared norm in parts; records norms, returns dL/dx and its parts.
 
         A block's output is the next block's input: ``dh_parts`` are that block's dL/dx parts.
         """
-        out[f"grad_out:{tape.path}"] = dh_parts
+        out.put(f"grad_out:{tape.path}", dh_parts)
         dsum = _relu_backward(dh, tape.h)  # dL/d(F + g*S)
         d = dsum
         for layer in reversed(tape.body):
-            d = self._layer_backward(layer, d, ones, out, later, need_input=True)
+            d = self._layer_backward(layer, d, ones, out, need_input=True)
         ds_out = tape.gate * dsum  # dL/dS
         ds = tape.block.downsample
         if ds is None:
@@ -482,9 +476,10 @@ class GradientGraph(nn.Module):
             dx_short = _zero_pad_backward(ds, ds_out, tape.x)
         else:
             assert tape.proj is not None
-            dx_short = self._layer_backward(tape.proj, ds_out, ones, out, later, need_input=True)
+            dx_short = self._layer_backward(tape.proj, ds_out, ones, out, need_input=True)
         dx = d + dx_short  # (N, Cin, H, W)
-        dx_parts = out[f"grad_in:{tape.path}"] = _sumsq(dx)
+        dx_parts = _sumsq(dx)
+        out.put(f"grad_in:{tape.path}", dx_parts)
         return dx, dx_parts
 
     @torch.no_grad()
@@ -509,24 +504,23 @@ class GradientGraph(nn.Module):
         loss = -(log_p * onehot).sum(dim=1).mean()
 
         # Backward.
-        out: dict[str, Tensor] = {"loss": loss, "logits": logits}
+        out = _Outputs({"loss": loss, "logits": logits})
         n = torch.ones_like(log_p[:, :1]).sum()  # batch size as a tensor: the batch axis is dynamic
         dlogits = (log_p.exp() - onehot) / n  # (N, K), d mean-CE / d logits
-        out["grad_act:fc"] = _sumsq(dlogits)
-        out["grad_w:fc"] = _gram_parts(dlogits, pooled)  # ||dlogits^T pooled||^2 without the (K, C) product
+        out.put("grad_act:fc", _sumsq(dlogits))
+        out.put("grad_w:fc", _gram_parts(dlogits, pooled))  # ||dlogits^T pooled||^2 without the (K, C) product
         dpooled = dlogits @ m.fc.weight  # (N, C)
         height, width = int(x.shape[2]), int(x.shape[3])
         d = dpooled[:, :, None, None].expand_as(x) / (height * width)  # (N, C, H, W)
         ones = torch.ones_like(dlogits[:, :1]).t()  # (1, N): sums weight gradients over images
-        later = _Batched()
         d_parts = _sumsq(d)
         for tape in reversed(tapes):
-            d, d_parts = self._block_backward(tape, d, d_parts, ones, out, later)
+            d, d_parts = self._block_backward(tape, d, d_parts, ones, out)
         if m.maxpool is not None:
             d = _maxpool_backward(m.maxpool, a0, d, pool_idx)
-        self._layer_backward(stem, d, ones, out, later, need_input=False)
-        later.finish(out)
-        return tuple(out[name] for name in self._names)
+        self._layer_backward(stem, d, ones, out, need_input=False)
+        out.finish()
+        return tuple(out.out[name] for name in self._names)
 
 
 def export_gradient_graph(model: ResNet, bn_mode: str, path: Path, *, input_size: int | None = None) -> list[str]:
