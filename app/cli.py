@@ -120,11 +120,12 @@ def cmd_weights(args: argparse.Namespace) -> int:
 
 
 def _service(models_dir: Path):  # noqa: ANN202
+    from app.config import get_settings, graph_threads
     from app.runtime.registry import ModelRegistry
     from app.runtime.service import AnalysisService
 
-    registry = ModelRegistry(models_dir)
-    return AnalysisService(registry, cache_entries=0, max_batch=64, max_pixels=40_000_000)
+    registry = ModelRegistry(models_dir, intra_op_threads=graph_threads(get_settings())[1])  # as the server runs
+    return AnalysisService(registry, cache_bytes=0, max_batch=64, max_pixels=40_000_000)
 
 
 def _weights_file_variant(args: argparse.Namespace, models_dir: Path) -> str | None:
@@ -184,12 +185,18 @@ def cmd_analyze(args: argparse.Namespace) -> int:
             top = ", ".join(f"{t['label']} {t['probability']:.3f}" for t in p["top"])
             print(f"{args.images[i]}: {top}")
         for b in result["blocks"]:
-            ratio = f"{b['ratio']:.3f}" if b["ratio"] is not None else "n/a"
             print(
-                f"  {b['id']:<10} gate {b['gate']:.2f}  |x| {b['norm_x']:10.3f}  "
-                f"|F(x)| {b['norm_f']:10.3f}  ratio {ratio}"
+                f"  {b['id']:<10} gate {b['gate']:.2f}  |x| {_num(b['norm_x'], 10)}  "
+                f"|F(x)| {_num(b['norm_f'], 10)}  ratio {_num(b['ratio'])}"
             )
+        for note in result.get("notes", []):
+            print(f"note: {note}")
     return 0
+
+
+def _num(value: float | None, width: int = 0) -> str:
+    """A number with three decimals, or 'n/a' for a value the JSON sends as null (not finite)."""
+    return f"{value:{width}.3f}" if value is not None else "n/a".rjust(width)
 
 
 def cmd_gradients(args: argparse.Namespace) -> int:

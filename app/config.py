@@ -28,14 +28,35 @@ class Settings(BaseSettings):
     default_models: tuple[str, ...] = DEFAULT_MODELS  # exported before the server starts serving
     export_on_start: bool = True  # export missing default models (in a subprocess) at start-up
     providers: str = "auto"  # "auto": CUDA where onnxruntime sees a GPU, else CPU; or a comma list
-    intra_op_threads: int = 0  # ORT threads per session; 0 lets ORT pick (one per core)
+    graph_slots: int = 0  # graph runs at once (the admission gate); 0: one per core
+    intra_op_threads: int = 0  # ORT threads per session; 0: cores // graph_slots, so the runs fill the cores
+    queue_length: int = 128  # requests waiting for a slot; past it (or past max_queue_wait_s) 503 + Retry-After
+    max_queue_wait_s: float = 4.0  # refuse at once rather than queue for longer than this (estimated)
     max_upload_bytes: int = 10 * 1024 * 1024  # per request body, refused before buffering
-    max_image_pixels: int = 40_000_000  # larger images are refused from their header
+    max_image_pixels: int = 20_000_000  # decoded pixels per image (JPEGs are decoded at reduced scale first)
     max_batch: int = 8  # images per analysis request
-    cache_entries: int = 64  # analysis results kept in the LRU cache
+    cache_bytes: int = 384 * 1024 * 1024  # finished answers (JSON payloads), least recently used evicted
+    taps_cache_bytes: int = 128 * 1024 * 1024  # full tap tensors kept for feature-map clicks
+    body_timeout_s: float = 20.0  # a request body that stalls this long is cut off (408)
     feature_maps_k: int = 8  # channels per tap shown as thumbnails
     store_max_bytes: int = 512 * 1024 * 1024  # stored-image budget
     embed_frame_ancestors: str = "'self' http://localhost:* http://127.0.0.1:*"  # who may iframe /embed/*
+
+
+def cpu_count() -> int:
+    """Cores this process may use (the affinity mask where the OS has one)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def graph_threads(settings: Settings) -> tuple[int, int]:
+    """(graph slots, ORT intra-op threads per run): slots x threads = the cores unless set explicitly."""
+    cores = cpu_count()
+    slots = settings.graph_slots or cores
+    threads = settings.intra_op_threads or max(1, cores // slots)
+    return slots, threads
 
 
 @lru_cache

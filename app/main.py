@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import errno
 import logging
 import os
 from collections.abc import AsyncIterator
@@ -15,7 +17,8 @@ from fastapi.responses import FileResponse, JSONResponse, Response  # noqa: E402
 from fastapi.staticfiles import StaticFiles  # noqa: E402
 
 from app.api import analyze, chapter, embed, gradients, images, lab, models, pages  # noqa: E402
-from app.config import Settings, get_settings  # noqa: E402
+from app.config import Settings, get_settings, graph_threads  # noqa: E402
+from app.runtime.admission import ClientGone, Gate, Overloaded  # noqa: E402
 from app.runtime.registry import ExportError, ModelRegistry, UnknownModelError  # noqa: E402
 from app.runtime.service import AnalysisService, RequestError  # noqa: E402
 from app.runtime.store import ImageStore, StoreFullError  # noqa: E402
@@ -35,12 +38,22 @@ def plotly_js_path() -> Path:
     return Path(spec.origin).parent / "package_data" / "plotly.min.js"
 
 
-class BodyLimitMiddleware:
-    """Refuse request bodies over a byte limit: from Content-Length before reading, else while streaming."""
+DRAIN_FACTOR = 4  # an oversized body up to this many times the limit is read and discarded before the 413
 
-    def __init__(self, app, max_bytes: int) -> None:  # noqa: ANN001
+
+class BodyLimitMiddleware:
+    """Refuse request bodies over a byte limit with a 413 the client can read; cut off stalled bodies (408).
+
+    A client that is still sending when the server answers and closes gets a connection reset
+    instead of the answer (Python's urllib, requests). So a body declared too large is read and
+    thrown away (up to ``DRAIN_FACTOR`` times the limit) before the 413 goes out, unless the
+    client asked ``Expect: 100-continue``, in which case it has sent nothing yet.
+    """
+
+    def __init__(self, app, max_bytes: int, body_timeout_s: float = 20.0) -> None:  # noqa: ANN001
         self.app = app
         self.max_bytes = max_bytes
+        self.body_timeout_s = body_timeout_s
 
     async def __call__(self, scope, receive, send) -> None:  # noqa: ANN001
         """Pass the request through, or answer 413 once the body is known to be too large."""
@@ -50,13 +63,26 @@ class BodyLimitMiddleware:
         length = headers.get(b"content-length")
         limit = self.max_bytes
         message = f"upload too large: the limit is {limit / 2**20:.0f} MB per request"
+        timeout = self.body_timeout_s
+
+        async def timed_receive():  # noqa: ANN202
+            try:
+                return await asyncio.wait_for(receive(), timeout)
+            except TimeoutError:
+                raise _Stalled(f"the request body stalled for {timeout:.0f} s; the connection was closed") from None
+
         if length is not None and length.isdigit() and int(length) > limit:
-            return await JSONResponse({"detail": message}, status_code=413)(scope, receive, send)
+            if headers.get(b"expect", b"").lower() != b"100-continue" and int(length) <= DRAIN_FACTOR * limit:
+                try:
+                    await _drain(timed_receive)
+                except _Stalled:
+                    pass
+            return await _answer(scope, receive, send, 413, message, close=True)
         seen = 0
 
         async def limited_receive():  # noqa: ANN202
             nonlocal seen
-            msg = await receive()
+            msg = await timed_receive()
             if msg["type"] == "http.request":
                 seen += len(msg.get("body", b""))
                 if seen > limit:
@@ -66,10 +92,31 @@ class BodyLimitMiddleware:
         try:
             await self.app(scope, limited_receive, send)
         except _TooLarge as exc:
-            await JSONResponse({"detail": str(exc)}, status_code=413)(scope, receive, send)
+            await _answer(scope, receive, send, 413, str(exc), close=True)
+        except _Stalled as exc:
+            await _answer(scope, receive, send, 408, str(exc), close=True)
+
+
+async def _drain(receive) -> None:  # noqa: ANN001
+    while True:
+        msg = await receive()
+        if msg["type"] != "http.request" or not msg.get("more_body", False):
+            return
+
+
+async def _answer(scope, receive, send, status: int, message: str, close: bool = False) -> None:  # noqa: ANN001
+    headers = {"Connection": "close"} if close else None
+    try:
+        await JSONResponse({"detail": message}, status_code=status, headers=headers)(scope, receive, send)
+    except RuntimeError:
+        pass  # the response had already started: nothing more can be said on this connection
 
 
 class _TooLarge(Exception):
+    pass
+
+
+class _Stalled(Exception):
     pass
 
 
@@ -79,18 +126,28 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        registry = ModelRegistry(settings.models_dir, settings.providers, settings.intra_op_threads)
+        slots, threads = graph_threads(settings)
+        registry = ModelRegistry(settings.models_dir, settings.providers, threads)
         if settings.export_on_start:
             exported = registry.ensure_exported(tuple(settings.default_models))
             if exported:
                 log.warning("exported default models in a subprocess: %s", ", ".join(exported))
         app.state.registry = registry
-        app.state.service = AnalysisService(
-            registry, settings.cache_entries, settings.max_batch, settings.max_image_pixels
+        service = AnalysisService(
+            registry, settings.cache_bytes, settings.max_batch, settings.max_image_pixels, settings.taps_cache_bytes
         )
+        app.state.service = service
+        app.state.gate = Gate(slots, settings.queue_length, settings.max_queue_wait_s, service.cache)
         app.state.store = ImageStore(settings.data_dir, settings.store_max_bytes)
-        log.info("resviz ready: providers %s, models in %s", registry.providers, settings.models_dir)
+        log.info(
+            "resviz ready: providers %s, %d graph slots x %d ORT threads, models in %s",
+            registry.providers,
+            slots,
+            threads,
+            settings.models_dir,
+        )
         yield
+        app.state.gate.close()
 
     app = FastAPI(
         title="resviz",
@@ -99,7 +156,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         description="Interactive visualizer of residual networks, served by ONNX Runtime.",
     )
     app.state.settings = settings
-    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_upload_bytes)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_upload_bytes, body_timeout_s=settings.body_timeout_s)
 
     @app.middleware("http")
     async def frame_policy(request: Request, call_next):  # noqa: ANN001, ANN202
@@ -123,6 +180,24 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def store_full(_: Request, exc: StoreFullError) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=507)
 
+    @app.exception_handler(Overloaded)
+    async def overloaded(_: Request, exc: Overloaded) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=503, headers={"Retry-After": str(exc.retry_after)})
+
+    @app.exception_handler(ClientGone)
+    async def client_gone(_: Request, exc: ClientGone) -> Response:
+        return Response(status_code=499)  # nobody reads it: the client has left
+
+    @app.exception_handler(OSError)
+    async def os_error(_: Request, exc: OSError) -> JSONResponse:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            return JSONResponse(
+                {"detail": "the server's disk is full: nothing was stored; an operator must free space"},
+                status_code=507,
+            )
+        log.exception("I/O error", exc_info=exc)
+        return JSONResponse({"detail": f"the server could not read or write a file ({exc.strerror})"}, status_code=503)
+
     @app.exception_handler(ExportError)
     async def export_failed(_: Request, exc: ExportError) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=500)
@@ -132,9 +207,23 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return JSONResponse({"detail": str(exc.args[0]) if exc.args else "not found"}, status_code=404)
 
     @app.get("/healthz", tags=["health"])
-    def healthz() -> dict:
-        """Liveness: the process answers."""
+    async def healthz() -> dict:
+        """Liveness: the process answers (on the event loop: never behind graph work)."""
         return {"status": "ok"}
+
+    @app.get("/readyz", tags=["health"])
+    async def readyz(request: Request) -> dict:
+        """Readiness: models loaded, the admission gate's queue, the caches' bytes."""
+        state = request.app.state
+        service: AnalysisService = state.service
+        return {
+            "status": "ready",
+            "providers": state.registry.providers,
+            "models_loaded": state.registry.loaded(),
+            "gate": state.gate.info(),
+            "cache": service.cache.info(),
+            "taps_cache": service.taps_cache.info(),
+        }
 
     @app.get("/static/vendor/plotly.min.js", include_in_schema=False)
     def plotly_js() -> FileResponse:

@@ -6,9 +6,8 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from starlette.datastructures import UploadFile
 
-from app.api.deps import ServiceDep, StoreDep, payload_response
-from app.runtime.analysis import feature_map
-from app.runtime.preprocess import sha256_bytes
+from app.api.deps import ServiceDep, StoreDep, payload_response, run_job
+from app.runtime.samples import stored_or_sample
 from app.runtime.service import Payload, RequestError
 
 router = APIRouter(prefix="/api/models", tags=["analysis"])
@@ -34,11 +33,16 @@ async def read_images(request: Request, store: StoreDep, max_files: int) -> tupl
     elif ctype and request.method == "POST" and int(request.headers.get("content-length") or 0) > 0:
         raise RequestError("send images as multipart/form-data in the field 'image'")
     for image_id in ids:
-        try:
-            blobs.append(store.get(image_id))
-        except KeyError as exc:
-            raise RequestError(str(exc.args[0])) from None
+        blobs.append(image_by_id(store, image_id))
     return blobs, fields
+
+
+def image_by_id(store: StoreDep, image_id: str) -> bytes:
+    """A stored image's bytes, or a built-in sample's by its hash; RequestError if neither."""
+    try:
+        return stored_or_sample(store, image_id)
+    except KeyError as exc:
+        raise RequestError(str(exc.args[0])) from None
 
 
 def _int(fields: dict[str, str], key: str, default: int) -> int:
@@ -53,8 +57,9 @@ async def analyze_images(name: str, request: Request, service: ServiceDep, store
     """Per-layer statistics, BN, blocks, feature maps and prediction for one or more images."""
     service.registry.check_name(name)
     blobs, fields = await read_images(request, store, service.max_batch)
-    payload: Payload = await _in_thread(
-        service.analyze,
+    payload: Payload = await run_job(
+        request,
+        service.analyze_job,
         name,
         blobs,
         weights=fields.get("weights"),
@@ -81,22 +86,8 @@ async def full_feature_map(
 ) -> Response:
     """One channel of one tap at full resolution, for a stored image."""
     service.registry.check_name(name)
-    try:
-        blob = store.get(image_id)
-    except KeyError as exc:
-        raise RequestError(str(exc.args[0])) from None
-    taps = await _in_thread(service.taps, name, blob, weights=weights, gates=gates, bn=bn)
-    if tap not in taps or tap == "logits":
-        raise RequestError(f"unknown tap {tap!r} for {name}")
-    if not 0 <= channel < taps[tap].shape[1]:
-        raise RequestError(f"channel must be in [0, {taps[tap].shape[1] - 1}] for {tap}")
-    result = feature_map(taps, tap, channel)
-    result["image_id"] = image_id
-    result["image_sha256"] = sha256_bytes(blob)
-    return payload_response(request, Payload.of(result))
-
-
-async def _in_thread(fn, *args, **kwargs):  # noqa: ANN001, ANN202 - thin wrapper
-    from starlette.concurrency import run_in_threadpool
-
-    return await run_in_threadpool(fn, *args, **kwargs)
+    blob = image_by_id(store, image_id)
+    payload = await run_job(
+        request, service.featuremap_job, name, blob, tap=tap, channel=channel, weights=weights, gates=gates, bn=bn
+    )
+    return payload_response(request, payload)

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from collections.abc import Callable
+from typing import Annotated, Any
 
 from fastapi import Depends, Request
 from fastapi.responses import Response
+from starlette.concurrency import run_in_threadpool
 
 from app.config import Settings
+from app.runtime.admission import Gate, Job
 from app.runtime.registry import ModelRegistry
 from app.runtime.service import AnalysisService, Payload
 from app.runtime.store import ImageStore
@@ -33,10 +36,22 @@ def get_store(request: Request) -> ImageStore:
     return request.app.state.store
 
 
+def get_gate(request: Request) -> Gate:
+    """The app's admission gate."""
+    return request.app.state.gate
+
+
+async def run_job(request: Request, make_job: Callable[..., Job], *args: Any, **kwargs: Any) -> Any:
+    """Check a request and build its job off the event loop, then run it through the admission gate."""
+    job = await run_in_threadpool(make_job, *args, **kwargs)
+    return await get_gate(request).submit(job, request.is_disconnected)
+
+
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
 RegistryDep = Annotated[ModelRegistry, Depends(get_registry)]
 ServiceDep = Annotated[AnalysisService, Depends(get_service)]
 StoreDep = Annotated[ImageStore, Depends(get_store)]
+GateDep = Annotated[Gate, Depends(get_gate)]
 
 
 def payload_response(request: Request, payload: Payload) -> Response:

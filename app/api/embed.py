@@ -15,8 +15,6 @@ import binascii
 import json
 import time
 from dataclasses import dataclass
-from functools import lru_cache
-from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
@@ -24,20 +22,20 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
-from app.api.deps import RegistryDep, ServiceDep, StoreDep
+from app.api.deps import GateDep, RegistryDep, ServiceDep, StoreDep
 from app.api.pages import TEMPLATES
 from app.export_html import standalone_html
 from app.figures import CHARTS, Chart, Selection, build_figure, feature_map_choice, target_class
+from app.runtime.admission import Job
 from app.runtime.analysis import feature_map
 from app.runtime.preprocess import sha256_bytes
 from app.runtime.registry import ModelRegistry, UnknownModelError, parse_bn, parse_gates
-from app.runtime.samples import probe_png
+from app.runtime.samples import probe_png, sample_bytes, samples
 from app.runtime.service import AnalysisService, RequestError
-from app.runtime.store import ID_RE, ImageStore, StoreFullError
+from app.runtime.store import ID_RE, ImageStore
 from app.specs import SPECS
 
 router = APIRouter(tags=["lecture"])
-SAMPLES_DIR = Path(__file__).resolve().parent.parent.parent / "static" / "samples"
 DEFAULT_MODEL = "resnet20"
 RANGES = ("common", "own")
 # Query keys a preset step may carry (the embed parameters plus the main page's view, hide and overlay).
@@ -66,18 +64,6 @@ class LinkError(Exception):
         super().__init__(message)
         self.status = status
         self.message = message
-
-
-@lru_cache(maxsize=1)
-def samples() -> dict[str, str]:
-    """Built-in sample images: name -> file in static/samples/."""
-    rows = json.loads((SAMPLES_DIR / "index.json").read_text())
-    return {r["name"]: r["file"] for r in rows}
-
-
-def sample_bytes(name: str) -> bytes:
-    """The bytes of a built-in sample image."""
-    return (SAMPLES_DIR / samples()[name]).read_bytes()
 
 
 @dataclass
@@ -171,8 +157,8 @@ def parse_link(chart_id: str, q: dict[str, str], registry: ModelRegistry) -> Cha
     return ChartLink(chart, model, weights, variant, gates, bn, image, None, sel, caption)
 
 
-def resolve_image(link: ChartLink, store: ImageStore, keep_samples: bool) -> bytes | None:
-    """The link's image bytes (None for charts without one); a sample is stored when ``keep_samples``."""
+def resolve_image(link: ChartLink, store: ImageStore) -> bytes | None:
+    """The link's image bytes (None for charts without one); nothing is written anywhere."""
     if not link.chart.image:
         return None
     names = ", ".join(samples())
@@ -193,12 +179,7 @@ def resolve_image(link: ChartLink, store: ImageStore, keep_samples: bool) -> byt
         return blob
     if link.image in samples():
         blob = sample_bytes(link.image)
-        link.image_id = sha256_bytes(blob)
-        if keep_samples:  # the browser asks the API by id, like the main page does after uploading a sample
-            try:
-                store.put(link.image_id, blob, name=samples()[link.image])
-            except StoreFullError as exc:
-                raise LinkError(507, str(exc)) from None
+        link.image_id = sha256_bytes(blob)  # the API serves samples by their hash without storing them
         return blob
     raise LinkError(
         404,
@@ -226,11 +207,11 @@ def check_selection(link: ChartLink, manifest: dict) -> None:
 
 
 async def checked_link(
-    chart_id: str, request: Request, registry: ModelRegistry, store: ImageStore, keep_samples: bool
+    chart_id: str, request: Request, registry: ModelRegistry, store: ImageStore
 ) -> tuple[ChartLink, bytes | None]:
     """Parse and check everything a chart link names; LinkError on the first problem."""
     link = parse_link(chart_id, dict(request.query_params), registry)
-    blob = resolve_image(link, store, keep_samples)
+    blob = resolve_image(link, store)
     if link.chart.id != "depth-sweep" and (link.sel.layer or link.sel.block):
         try:
             model = await run_in_threadpool(registry.get, link.model, link.weights)
@@ -262,7 +243,7 @@ def _message_page(request: Request, status: int, message: str, title: str) -> HT
 async def embed_chart(chart: str, request: Request, registry: RegistryDep, store: StoreDep) -> HTMLResponse:
     """One chart filling its iframe, drawn in the browser from the API's data."""
     try:
-        link, _ = await checked_link(chart, request, registry, store, keep_samples=True)
+        link, _ = await checked_link(chart, request, registry, store)
     except LinkError as exc:
         heading = {404: "Not found", 507: "Image store full"}.get(exc.status, "Bad link")
         return _message_page(request, exc.status, exc.message, heading)
@@ -297,7 +278,7 @@ async def embed_chart(chart: str, request: Request, registry: RegistryDep, store
 
 
 def _payload(payload: Any) -> dict:
-    return json.loads(payload.body)
+    return payload.json()
 
 
 def gather(link: ChartLink, blob: bytes | None, service: AnalysisService) -> dict:
@@ -342,14 +323,16 @@ def export_document(link: ChartLink, blob: bytes | None, service: AnalysisServic
 
 @router.get("/api/export/{chart}.html", tags=["lecture"])
 async def export_chart(
-    chart: str, request: Request, registry: RegistryDep, service: ServiceDep, store: StoreDep
+    chart: str, request: Request, registry: RegistryDep, service: ServiceDep, store: StoreDep, gate: GateDep
 ) -> Response:
     """One chart as a standalone HTML file: plotly.js inlined, the figure's data as JSON, no network use."""
     try:
-        link, blob = await checked_link(chart, request, registry, store, keep_samples=False)
+        link, blob = await checked_link(chart, request, registry, store)
     except LinkError as exc:
         return JSONResponse({"detail": exc.message}, status_code=exc.status)
-    text = await run_in_threadpool(export_document, link, blob, service)
+    key = ("export", link.chart.id, link.image_id, tuple(sorted(link.query().items())))
+    job = Job(key, lambda: export_document(link, blob, service), cost=f"export:{link.model}", cache=False)
+    text = await gate.submit(job, request.is_disconnected)
     image = link.image if link.image in samples() else link.image[:10]
     name = "-".join(p for p in ("resviz", link.chart.id, link.model, image) if p)
     disposition = "attachment" if request.query_params.get("download") in ("1", "true") else "inline"

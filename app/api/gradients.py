@@ -5,8 +5,8 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from app.api.analyze import _in_thread, read_images
-from app.api.deps import ServiceDep, StoreDep, payload_response
+from app.api.analyze import image_by_id, read_images
+from app.api.deps import ServiceDep, StoreDep, payload_response, run_job
 from app.runtime.samples import probe_png
 from app.runtime.service import RequestError
 
@@ -28,10 +28,9 @@ async def model_gradients(name: str, request: Request, service: ServiceDep, stor
     """Loss, ||dL/dx|| at every block, ||dL/dW|| of every layer (cross-entropy to the target class)."""
     service.registry.check_name(name)
     blobs, fields = await read_images(request, store, service.max_batch)
-    if not blobs:
-        raise RequestError("no image was sent (multipart field 'image' or query 'image_id')")
-    payload = await _in_thread(
-        service.gradients,
+    payload = await run_job(
+        request,
+        service.gradients_job,
         name,
         blobs,
         weights=fields.get("weights"),
@@ -49,8 +48,14 @@ async def model_lesion(name: str, request: Request, service: ServiceDep, store: 
     blobs, fields = await read_images(request, store, 1)
     if len(blobs) != 1:
         raise RequestError("the lesion study takes exactly one image")
-    payload = await _in_thread(
-        service.lesion, name, blobs[0], weights=fields.get("weights"), gates=fields.get("gates"), target=_target(fields)
+    payload = await run_job(
+        request,
+        service.lesion_job,
+        name,
+        blobs[0],
+        weights=fields.get("weights"),
+        gates=fields.get("gates"),
+        target=_target(fields),
     )
     return payload_response(request, payload)
 
@@ -65,12 +70,6 @@ async def depth_sweep(
     image_id: str | None = None,
 ) -> Response:
     """First-layer gradient norm of CIFAR ResNet-20/32/44/56/110, residual and plain."""
-    if image_id:
-        try:
-            blob = store.get(image_id)
-        except KeyError as exc:
-            raise RequestError(str(exc.args[0])) from None
-    else:
-        blob = probe_png()
-    payload = await _in_thread(service.depth_sweep, blob, weights=weights, bn=bn)
+    blob = image_by_id(store, image_id) if image_id else probe_png()
+    payload = await run_job(request, service.depth_sweep_job, blob, weights=weights, bn=bn)
     return payload_response(request, payload)

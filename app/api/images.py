@@ -5,8 +5,9 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from app.api.deps import ServiceDep, StoreDep
-from app.runtime.preprocess import decode_image, sha256_bytes
+from app.api.deps import GateDep, ServiceDep, StoreDep
+from app.runtime.admission import Job
+from app.runtime.preprocess import decode_image, image_size, sha256_bytes
 from app.runtime.service import RequestError
 from app.runtime.store import ID_RE
 
@@ -14,20 +15,25 @@ router = APIRouter(prefix="/api/images", tags=["images"])
 
 
 @router.post("", status_code=201)
-async def store_image(request: Request, store: StoreDep, service: ServiceDep) -> dict:
+async def store_image(request: Request, store: StoreDep, service: ServiceDep, gate: GateDep) -> dict:
     """Check that the upload is an image, store it content-addressed, return its id."""
     form = await request.form(max_files=2, max_fields=5)
     upload = form.get("image")
     if upload is None or isinstance(upload, str):
         raise RequestError("send the image as multipart/form-data in the field 'image'")
     data = await upload.read()
-    try:
-        im = decode_image(data, service.max_pixels)
-    except ValueError as exc:
-        raise RequestError(str(exc)) from None
+
+    def check() -> tuple[int, int]:  # decoding is work like any other: it waits its turn at the gate
+        try:
+            decode_image(data, service.max_pixels, min_side=256)
+            return image_size(data)
+        except ValueError as exc:
+            raise RequestError(str(exc)) from None
+
+    width, height = await gate.submit(Job(None, check, cost="decode", cache=False), request.is_disconnected)
     image_id = sha256_bytes(data)
     created = store.put(image_id, data, name=upload.filename or "")
-    return {"id": image_id, "width": im.width, "height": im.height, "bytes": len(data), "created": created}
+    return {"id": image_id, "width": width, "height": height, "bytes": len(data), "created": created}
 
 
 @router.get("")

@@ -9,10 +9,10 @@ import numpy as np
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
 
-from app.api.analyze import _in_thread
-from app.api.deps import RegistryDep, ServiceDep, payload_response
+from app.api.deps import GateDep, RegistryDep, payload_response
 from app.api.pages import TEMPLATES
 from app.paths import SHIPPED_WEIGHTS_DIR
+from app.runtime.admission import Job
 from app.runtime.analysis import measure
 from app.runtime.preprocess import prepare
 from app.runtime.registry import ModelRegistry, parse_bn
@@ -117,18 +117,14 @@ def lab_training() -> dict:
 
 
 @router.get("/api/lab/fig7")
-async def lab_fig7(request: Request, registry: RegistryDep, service: ServiceDep, bn: str = "running") -> Response:
+async def lab_fig7(request: Request, registry: RegistryDep, gate: GateDep, bn: str = "running") -> Response:
     """The paper's Fig. 7 for the shipped models: response std of each 3x3 layer."""
     try:
         mode = parse_bn(bn)
     except ValueError as exc:
         raise RequestError(str(exc)) from None
-    key = ("fig7", mode)
-    hit = service.cache.get(key)
-    if hit is None:
-        hit = Payload.of(await _in_thread(fig7, registry, mode))
-        service.cache.put(key, hit)
-    return payload_response(request, hit)
+    job = Job(("fig7", mode), lambda: Payload.of(fig7(registry, mode)), cost="fig7")
+    return payload_response(request, await gate.submit(job, request.is_disconnected))
 
 
 @router.get("/lab", response_class=HTMLResponse, include_in_schema=False)

@@ -27,6 +27,7 @@ from app.runtime.stats import (
     compact,
     finish_reports,
     merge_rows,
+    nonfinite_note,
     report,
     tensor_report,
 )
@@ -183,6 +184,12 @@ def analyze(
 
     fmaps = {tid: job.result() for tid, job in zip(fmap_ids, fmap_jobs, strict=True)}
     t_end = time.perf_counter()
+    overflow = "the activations overflowed float32, as in a deep network without shortcuts or normalisation"
+    keys = ("mean", "std", "min", "max", "l2")
+    notes = nonfinite_note(
+        "layers", [t["id"] for t in layers], [[t["stats"][k] for k in keys] for t in layers], overflow
+    )
+    notes += nonfinite_note("images' logits", [f"image {i + 1}" for i in range(n)], measured.logits, overflow)
     return {
         "model": {
             "name": model.name,
@@ -201,6 +208,7 @@ def analyze(
         "batchnorm": batchnorm,
         "blocks": blocks,
         "feature_maps": fmaps,
+        "notes": notes,
         "timings_ms": {
             "measure": 1e3 * (t_stats - t0),
             "assemble": 1e3 * (t_end - t_stats),
@@ -225,8 +233,9 @@ def bn_affine(b: dict, before: dict, bn: str) -> tuple[np.ndarray, np.ndarray, n
         mean, var = before["_channel_mean"], before["_channel_var"]
     else:
         mean, var = np.asarray(b["running_mean"], np.float64), np.asarray(b["running_var"], np.float64)
-    scale = np.asarray(b["gamma"], np.float64) / np.sqrt(var + b["eps"])
-    return scale, np.asarray(b["beta"], np.float64) - scale * mean, mean, var
+    with np.errstate(invalid="ignore", over="ignore"):  # overflowed statistics stay NaN/inf: reported, not raised
+        scale = np.asarray(b["gamma"], np.float64) / np.sqrt(var + b["eps"])
+        return scale, np.asarray(b["beta"], np.float64) - scale * mean, mean, var
 
 
 def tap_reports(taps: dict[str, np.ndarray], manifest: dict, bn: str) -> dict[str, dict]:

@@ -43,8 +43,11 @@ _END = _chunk(b"IEND", b"")
 
 def levels(a: np.ndarray, vmin: float, vmax: float) -> np.ndarray:
     """Values to colour-map indices 0..255 over [vmin, vmax] (uint8, same shape)."""
+    if not (np.isfinite(vmin) and np.isfinite(vmax)):
+        return np.zeros(a.shape, np.uint8)  # an overflowed tap: drawn flat, its range sent as null
     scale = 255.0 / (vmax - vmin) if vmax > vmin else 0.0
-    return np.clip((a - vmin) * scale, 0, 255).astype(np.uint8)
+    with np.errstate(invalid="ignore"):
+        return np.nan_to_num(np.clip((a - vmin) * scale, 0, 255), nan=0.0).astype(np.uint8)
 
 
 def png_indexed(idx: np.ndarray) -> bytes:

@@ -7,6 +7,9 @@ import numpy as np
 from app.runtime.analysis import softmax
 from app.runtime.labels import class_names
 from app.runtime.registry import LoadedModel, ModelRegistry
+from app.runtime.stats import nonfinite_note
+
+GRAD_WHY = "the gradient overflowed float32 on its way back through the network (it exploded)"
 
 SWEEP_DEPTHS = (20, 32, 44, 56, 110)
 
@@ -72,9 +75,13 @@ def gradients(
     names_ = class_names(man)
     first, last = first_last(man)
     gw = {layer["id"]: layer["weight_grad_norm"] for layer in layers}
+    loss = float(out["loss"])
+    notes = nonfinite_note("the loss", ["loss"], [loss], "the softmax saturated or the logits overflowed")
+    notes += nonfinite_note("gradient norms", list(norms), list(norms.values()), GRAD_WHY)
+    ratio = gw[first] / gw[last] if gw[last] > 0 and np.isfinite(gw[last]) and np.isfinite(gw[first]) else None
     return {
         "model": {"name": model.name, "weights": model.variant, "depth": man["depth"]},
-        "loss": float(out["loss"]),
+        "loss": loss,
         "target": [int(i) for i in used],
         "target_label": [names_[int(i)] if names_ else str(int(i)) for i in used],
         "target_source": "predicted top-1" if target is None else "chosen",
@@ -87,8 +94,9 @@ def gradients(
             "last_layer": last,
             "first_grad": gw[first],
             "last_grad": gw[last],
-            "first_over_last": gw[first] / gw[last] if gw[last] > 0 else None,
+            "first_over_last": ratio,
         },
+        "notes": notes,
     }
 
 
@@ -117,7 +125,10 @@ def lesion(
     t = int(probs[0].argmax()) if target is None else target
     base = float(probs[0, t])
     names_ = class_names(man)
+    why = "the network's logits overflowed float32"
+    notes = nonfinite_note("lesioned networks", ["intact"] + [b["id"] for b in man["blocks"]], logits, why)
     return {
+        "notes": notes,
         "model": {"name": model.name, "weights": model.variant},
         "target": t,
         "target_label": names_[t] if names_ else str(t),
@@ -157,7 +168,10 @@ def depth_sweep(registry: ModelRegistry, image_bytes: bytes, weights: str, bn: s
                 "plain": {"weights": plain_variant, "first_grad": off["summary"]["first_grad"], "loss": off["loss"]},
             }
         )
+    labels = [f"{r['model']} {kind}" for r in rows for kind in ("residual", "plain")]
+    values = [[r[kind]["first_grad"], r[kind]["loss"]] for r in rows for kind in ("residual", "plain")]
     return {
+        "notes": nonfinite_note("networks", labels, values, GRAD_WHY),
         "bn": bn,
         "weights": weights,
         "layer": "first block's first conv (dL/dW norm)",

@@ -80,6 +80,11 @@ class ModelRegistry:
         self._lock = threading.RLock()  # creating sessions concurrently is not safe
         self._export_locks: dict[str, threading.Lock] = {}
 
+    def loaded(self) -> list[str]:
+        """``name@weights`` of every model opened so far."""
+        with self._lock:
+            return sorted(self._models)
+
     def names(self) -> list[str]:
         """Every model of the family."""
         return list(SPECS)
@@ -165,6 +170,7 @@ class ModelRegistry:
                 opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
                 if self.intra_op_threads:
                     opts.intra_op_num_threads = self.intra_op_threads
+                opts.inter_op_num_threads = 1
                 opts.log_severity_level = 3
                 # ORT's workers must not spin after a run: numpy's statistics threads need the cores then.
                 opts.add_session_config_entry("session.intra_op.allow_spinning", "0")

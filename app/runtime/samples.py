@@ -1,12 +1,62 @@
-"""A built-in, deterministic probe image for views that need one when the user gave none."""
+"""Built-in images: the sample pictures of static/samples/ and a deterministic probe image.
+
+Samples are read-only and addressed by name or by the sha256 of their bytes, exactly like a
+stored upload, so a link to a sample never writes anything to the image store.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import io
+import json
 from functools import lru_cache
+from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 from PIL import Image
+
+from app.paths import REPO
+
+SAMPLES_DIR = REPO / "static" / "samples"
+
+
+class _Store(Protocol):
+    def get(self, image_id: str) -> bytes: ...
+
+
+@lru_cache(maxsize=1)
+def samples() -> dict[str, str]:
+    """Built-in sample images: name -> file in static/samples/."""
+    rows = json.loads((SAMPLES_DIR / "index.json").read_text())
+    return {r["name"]: r["file"] for r in rows}
+
+
+def sample_bytes(name: str) -> bytes:
+    """The bytes of a built-in sample image (by name)."""
+    return _read(samples()[name])
+
+
+@lru_cache(maxsize=64)
+def _read(file: str) -> bytes:
+    return (SAMPLES_DIR / file).read_bytes()
+
+
+@lru_cache(maxsize=1)
+def sample_hashes() -> dict[str, str]:
+    """sha256 of each sample's bytes -> its file name."""
+    return {hashlib.sha256(_read(f)).hexdigest(): f for f in samples().values()}
+
+
+def stored_or_sample(store: _Store, image_id: str) -> bytes:
+    """Bytes of a built-in sample (by its hash) or else of a stored image; KeyError if neither."""
+    file = sample_hashes().get(image_id)
+    return _read(file) if file is not None else store.get(image_id)
+
+
+def sample_path(file: str) -> Path:
+    """Where a sample file lives."""
+    return SAMPLES_DIR / file
 
 
 @lru_cache

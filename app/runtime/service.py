@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import gzip
-import json
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
+import orjson
 
 from app.runtime import gradients as grad
-from app.runtime.analysis import analyze, run_taps
+from app.runtime.admission import Job
+from app.runtime.analysis import analyze, feature_map, run_taps
 from app.runtime.cache import LRUCache
 from app.runtime.preprocess import prepare, sha256_bytes
 from app.runtime.registry import LoadedModel, ModelRegistry, parse_bn, parse_gates
 
 FEATURE_MAP_CHOICES = ("blocks", "all", "none")
+GZIP_LEVEL = 1  # numeric JSON: level 1 is within ~10% of level 5's size at a third of the time
 
 
 class RequestError(ValueError):
@@ -29,20 +32,44 @@ class Payload:
     gzipped: bytes
 
     @classmethod
-    def of(cls, obj: dict) -> Payload:
-        """Serialise ``obj`` once, in both plain and gzip form."""
-        body = json.dumps(obj, separators=(",", ":"), allow_nan=False).encode()
-        return cls(body, gzip.compress(body, compresslevel=5))
+    def of(cls, obj: Any) -> Payload:
+        """Serialise ``obj`` once (numpy arrays natively; NaN and infinity become null), plain and gzipped."""
+        body = orjson.dumps(obj, option=orjson.OPT_SERIALIZE_NUMPY)
+        return cls(body, gzip.compress(body, compresslevel=GZIP_LEVEL))
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held (both forms), for the cache's budget."""
+        return len(self.body) + len(self.gzipped)
+
+    def json(self) -> Any:
+        """The answer parsed back into Python objects."""
+        return orjson.loads(self.body)
 
 
 class AnalysisService:
-    """Turns image bytes and request parameters into analysis JSON, with an LRU cache."""
+    """Turns image bytes and request parameters into jobs whose results are JSON payloads.
 
-    def __init__(self, registry: ModelRegistry, cache_entries: int, max_batch: int, max_pixels: int) -> None:
+    Each ``*_job`` method checks a request and returns a ``Job``: the key naming its result and
+    the work (decode, graph run, assembly, serialisation). The HTTP API submits jobs to the
+    admission gate; the CLI and nested callers run them through ``compute`` (cache, no gate).
+    """
+
+    def __init__(
+        self,
+        registry: ModelRegistry,
+        cache_bytes: int,
+        max_batch: int,
+        max_pixels: int,
+        taps_cache_bytes: int = 0,
+    ) -> None:
         self.registry = registry
-        self.cache = LRUCache(cache_entries)
+        self.cache = LRUCache(cache_bytes)  # finished payloads
+        self.taps_cache = LRUCache(taps_cache_bytes)  # full tap tensors of one image, for feature-map clicks
         self.max_batch = max_batch
         self.max_pixels = max_pixels
+
+    # ------------------------------------------------------------ checks
 
     def prepare_request(
         self, name: str, weights: str | None, gates: str | None, bn: str | None
@@ -54,12 +81,21 @@ class AnalysisService:
         except ValueError as exc:
             raise RequestError(str(exc)) from None
 
-    def images(self, model: LoadedModel, blobs: list[bytes]) -> np.ndarray:
-        """Decode and preprocess a batch of images for ``model``."""
+    def _check_target(self, model: LoadedModel, target: int | None) -> None:
+        try:
+            grad.check_target(target, model.manifest["num_classes"])
+        except ValueError as exc:
+            raise RequestError(str(exc)) from None
+
+    def _check_count(self, blobs: list[bytes]) -> None:
         if not blobs:
-            raise RequestError("no image was sent (multipart field 'image')")
+            raise RequestError("no image was sent (multipart field 'image' or query 'image_id')")
         if len(blobs) > self.max_batch:
             raise RequestError(f"{len(blobs)} images sent; at most {self.max_batch} per request")
+
+    def images(self, model: LoadedModel, blobs: list[bytes]) -> np.ndarray:
+        """Decode and preprocess a batch of images for ``model``."""
+        self._check_count(blobs)
         arrays = []
         for i, data in enumerate(blobs):
             try:
@@ -69,7 +105,22 @@ class AnalysisService:
                 raise RequestError(prefix + str(exc)) from None
         return np.stack(arrays)
 
-    def analyze(
+    # ------------------------------------------------------------ running
+
+    def compute(self, job: Job) -> Any:
+        """Run a job here and now, through the cache (the CLI, and work nested inside another job)."""
+        if job.key is not None and job.cache:
+            hit = self.cache.get(job.key)
+            if hit is not None:
+                return hit
+        result = job.run()
+        if job.key is not None and job.cache:
+            self.cache.put(job.key, result)
+        return result
+
+    # ------------------------------------------------------------ jobs
+
+    def analyze_job(
         self,
         name: str,
         blobs: list[bytes],
@@ -79,35 +130,54 @@ class AnalysisService:
         bn: str | None = None,
         k: int = 8,
         feature_maps: str = "blocks",
-    ) -> Payload:
-        """Analysis JSON for ``blobs`` (cached by image hashes, model, weights, gates, BN mode)."""
+    ) -> Job:
+        """Analysis JSON for ``blobs`` (keyed by image hashes, model, weights, gates, BN mode)."""
         model, g, mode = self.prepare_request(name, weights, gates, bn)
         if feature_maps not in FEATURE_MAP_CHOICES:
             raise RequestError(f"feature_maps must be one of {', '.join(FEATURE_MAP_CHOICES)}")
         if not 1 <= k <= 64:
             raise RequestError("k (feature-map channels per layer) must be between 1 and 64")
-        key = ("analyze", tuple(sha256_bytes(b) for b in blobs), model.key, g.tobytes(), mode, k, feature_maps)
-        hit = self.cache.get(key)
-        if hit is not None:
-            return hit
-        x = self.images(model, blobs)
-        result = analyze(self.registry, model, x, g, mode, feature_maps=feature_maps, k=k)
-        result["input"]["images"] = [sha256_bytes(b) for b in blobs]
-        payload = Payload.of(result)
-        self.cache.put(key, payload)
-        return payload
+        self._check_count(blobs)
+        hashes = tuple(sha256_bytes(b) for b in blobs)
+        key = ("analyze", hashes, model.key, g.tobytes(), mode, k, feature_maps)
+
+        def run() -> Payload:
+            result = analyze(self.registry, model, self.images(model, blobs), g, mode, feature_maps=feature_maps, k=k)
+            result["input"]["images"] = list(hashes)
+            return Payload.of(result)
+
+        return Job(key, run, cost=f"analyze:{name}")
 
     def taps(self, name: str, blob: bytes, *, weights: str | None, gates: str | None, bn: str | None) -> dict:
-        """Every tap of one image (for full-resolution feature maps)."""
+        """Every tap of one image (for full-resolution feature maps), kept in a byte-bounded cache."""
         model, g, mode = self.prepare_request(name, weights, gates, bn)
         key = ("taps", sha256_bytes(blob), model.key, g.tobytes(), mode)
-        hit = self.cache.get(key)
+        hit = self.taps_cache.get(key)
         if hit is None:
             hit = run_taps(self.registry, model, self.images(model, [blob]), g, mode)
-            self.cache.put(key, hit)
+            self.taps_cache.put(key, hit)
         return hit
 
-    def gradients(
+    def featuremap_job(
+        self, name: str, blob: bytes, *, tap: str, channel: int, weights: str | None, gates: str | None, bn: str | None
+    ) -> Job:
+        """One channel of one tap at full resolution (the payload is cached, the tensors only briefly)."""
+        model, g, mode = self.prepare_request(name, weights, gates, bn)
+        shapes = {t["id"]: t["shape"] for t in model.manifest["taps"]}
+        if tap not in shapes:
+            raise RequestError(f"unknown tap {tap[:60]!r} for {name}")
+        if not 0 <= channel < shapes[tap][0]:
+            raise RequestError(f"channel must be in [0, {shapes[tap][0] - 1}] for {tap}")
+        digest = sha256_bytes(blob)
+        key = ("fmap", digest, model.key, g.tobytes(), mode, tap, channel)
+
+        def run() -> Payload:
+            taps = self.taps(name, blob, weights=weights, gates=gates, bn=bn)
+            return Payload.of({**feature_map(taps, tap, channel), "image_sha256": digest})
+
+        return Job(key, run, cost=f"taps:{name}")
+
+    def gradients_job(
         self,
         name: str,
         blobs: list[bytes],
@@ -116,37 +186,33 @@ class AnalysisService:
         gates: str | None,
         bn: str | None,
         target: int | None,
-    ) -> Payload:
-        """Gradient-norm JSON for ``blobs`` (cached like analyses)."""
+    ) -> Job:
+        """Gradient-norm JSON for ``blobs`` (keyed like analyses, plus the target)."""
         model, g, mode = self.prepare_request(name, weights, gates, bn)
-        try:
-            grad.check_target(target, model.manifest["num_classes"])
-        except ValueError as exc:
-            raise RequestError(str(exc)) from None
-        key = ("grad", tuple(sha256_bytes(b) for b in blobs), model.key, g.tobytes(), mode, target)
-        hit = self.cache.get(key)
-        if hit is None:
-            result = grad.gradients(self.registry, model, self.images(model, blobs), g, mode, target)
-            result["images"] = [sha256_bytes(b) for b in blobs]
-            hit = Payload.of(result)
-            self.cache.put(key, hit)
-        return hit
+        self._check_target(model, target)
+        self._check_count(blobs)
+        hashes = [sha256_bytes(b) for b in blobs]
+        key = ("grad", tuple(hashes), model.key, g.tobytes(), mode, target)
 
-    def lesion(self, name: str, blob: bytes, *, weights: str | None, gates: str | None, target: int | None) -> Payload:
+        def run() -> Payload:
+            result = grad.gradients(self.registry, model, self.images(model, blobs), g, mode, target)
+            result["images"] = hashes
+            return Payload.of(result)
+
+        return Job(key, run, cost=f"grad:{name}")
+
+    def lesion_job(self, name: str, blob: bytes, *, weights: str | None, gates: str | None, target: int | None) -> Job:
         """Lesion-study JSON for one image."""
         model, g, _ = self.prepare_request(name, weights, gates, "running")
-        try:
-            grad.check_target(target, model.manifest["num_classes"])
-        except ValueError as exc:
-            raise RequestError(str(exc)) from None
+        self._check_target(model, target)
         key = ("lesion", sha256_bytes(blob), model.key, g.tobytes(), target)
-        hit = self.cache.get(key)
-        if hit is None:
-            hit = Payload.of(grad.lesion(self.registry, model, self.images(model, [blob]), g, target))
-            self.cache.put(key, hit)
-        return hit
 
-    def depth_sweep(self, blob: bytes, *, weights: str, bn: str | None) -> Payload:
+        def run() -> Payload:
+            return Payload.of(grad.lesion(self.registry, model, self.images(model, [blob]), g, target))
+
+        return Job(key, run, cost=f"lesion:{name}")
+
+    def depth_sweep_job(self, blob: bytes, *, weights: str, bn: str | None) -> Job:
         """First-layer gradient norm against depth, residual and plain."""
         try:
             mode = parse_bn(bn)
@@ -155,8 +221,26 @@ class AnalysisService:
         if weights not in ("init", "trained"):
             raise RequestError("weights for the depth sweep must be 'init' or 'trained'")
         key = ("sweep", sha256_bytes(blob), weights, mode)
-        hit = self.cache.get(key)
-        if hit is None:
-            hit = Payload.of(grad.depth_sweep(self.registry, blob, weights, mode, self.images))
-            self.cache.put(key, hit)
-        return hit
+
+        def run() -> Payload:
+            return Payload.of(grad.depth_sweep(self.registry, blob, weights, mode, self.images))
+
+        return Job(key, run, cost="sweep")
+
+    # ------------------------------------------------------------ synchronous forms (CLI, nested work)
+
+    def analyze(self, name: str, blobs: list[bytes], **options: Any) -> Payload:
+        """``analyze_job`` run here (cached)."""
+        return self.compute(self.analyze_job(name, blobs, **options))
+
+    def gradients(self, name: str, blobs: list[bytes], **options: Any) -> Payload:
+        """``gradients_job`` run here (cached)."""
+        return self.compute(self.gradients_job(name, blobs, **options))
+
+    def lesion(self, name: str, blob: bytes, **options: Any) -> Payload:
+        """``lesion_job`` run here (cached)."""
+        return self.compute(self.lesion_job(name, blob, **options))
+
+    def depth_sweep(self, blob: bytes, **options: Any) -> Payload:
+        """``depth_sweep_job`` run here (cached)."""
+        return self.compute(self.depth_sweep_job(blob, **options))

@@ -10,6 +10,16 @@ PAIR_SAMPLE = 2_000  # (x, F(x)) pairs per block for the residual scatter plot
 CLIP_QUANTILES = (0.001, 0.999)  # histogram range: values beyond go to underflow / overflow
 
 
+def nonfinite_note(what: str, names: list[str], values: np.ndarray, why: str) -> list[str]:
+    """A note naming which of ``names`` (one row of ``values`` each) hold NaN or infinity; [] if none do."""
+    v = np.asarray(values, dtype=np.float64).reshape(len(names), -1) if names else np.zeros((0, 1))
+    bad = [n for n, row in zip(names, ~np.isfinite(v).all(axis=1), strict=True) if row]
+    if not bad:
+        return []
+    shown = ", ".join(bad[:4]) + (f" and {len(bad) - 4} more" if len(bad) > 4 else "")
+    return [f"Not finite in {len(bad)} of {len(names)} {what} ({shown}): {why}. Those numbers are sent as null."]
+
+
 def compact(values: np.ndarray | list[float], digits: int = 6) -> list[float]:
     """Values rounded to ``digits`` significant digits, so the JSON stays short."""
     v = np.asarray(values, dtype=np.float64)

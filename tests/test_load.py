@@ -1,0 +1,331 @@
+"""A room of users: admission gate, shared work, byte budgets, readable refusals, nothing written by a GET."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import socket
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import numpy as np
+import orjson
+import pytest
+from PIL import Image
+
+from app.runtime.admission import ClientGone, Gate, Job, Overloaded
+from app.runtime.cache import LRUCache
+from app.runtime.preprocess import decode_image, prepare
+from app.runtime.service import Payload
+from tests.conftest import png_bytes
+
+# ---------------------------------------------------------------- the gate, deterministic (no timing asserts)
+
+
+def _blocking_job(key: object, release: threading.Event, calls: list, value: object = "done") -> Job:
+    def run() -> object:
+        calls.append(key)
+        assert release.wait(10), "the test never released the job"
+        return value
+
+    return Job(key, run, cache=False)
+
+
+def test_full_queue_answers_overloaded_with_retry_after() -> None:
+    async def main() -> None:
+        gate = Gate(slots=1, queue_length=1, max_wait_s=60)
+        release, calls = threading.Event(), []
+        running = asyncio.ensure_future(gate.submit(_blocking_job("a", release, calls)))
+        queued = asyncio.ensure_future(gate.submit(_blocking_job("b", release, calls)))
+        await asyncio.sleep(0.05)
+        assert gate.info()["running"] == 1 and gate.info()["queued"] == 1
+        with pytest.raises(Overloaded) as err:
+            await gate.submit(_blocking_job("c", release, calls))
+        assert err.value.retry_after >= 1 and "try again" in str(err.value)
+        release.set()
+        assert await running == "done" and await queued == "done"
+        assert calls == ["a", "b"], "the refused job never ran"
+        assert gate.info()["rejected"] == 1 and gate.info()["running"] == 0
+        gate.close()
+
+    asyncio.run(main())
+
+
+def test_estimated_wait_past_the_limit_is_refused() -> None:
+    async def main() -> None:
+        gate = Gate(slots=1, queue_length=100, max_wait_s=1.0)
+        gate._costs.record("slow", 5.0)  # jobs of this class have taken 5 s
+        release, calls = threading.Event(), []
+        first = asyncio.ensure_future(gate.submit(_blocking_job("a", release, calls)))
+        await asyncio.sleep(0.05)
+        with pytest.raises(Overloaded) as err:
+            await gate.submit(Job("b", lambda: None, cost="slow"))
+        assert err.value.retry_after >= 5
+        release.set()
+        await first
+        gate.close()
+
+    asyncio.run(main())
+
+
+def test_identical_jobs_in_flight_run_once_and_land_in_the_cache() -> None:
+    async def main() -> None:
+        cache = LRUCache(1 << 20)
+        gate = Gate(slots=2, queue_length=10, max_wait_s=60, cache=cache)
+        release, calls = threading.Event(), []
+
+        def job() -> Job:
+            j = _blocking_job("same", release, calls, value=b"answer")
+            j.cache = True
+            return j
+
+        waiters = [asyncio.ensure_future(gate.submit(job())) for _ in range(10)]
+        await asyncio.sleep(0.05)
+        release.set()
+        assert await asyncio.gather(*waiters) == [b"answer"] * 10
+        assert calls == ["same"], "ten identical requests, one computation"
+        assert gate.info()["shared"] == 9
+        assert await gate.submit(job()) == b"answer" and calls == ["same"], "afterwards a cache hit"
+        gate.close()
+
+    asyncio.run(main())
+
+
+def test_a_queued_request_whose_client_left_is_never_computed() -> None:
+    async def main() -> None:
+        gate = Gate(slots=1, queue_length=10, max_wait_s=60)
+        release, calls = threading.Event(), []
+        gone = asyncio.Event()
+
+        async def is_disconnected() -> bool:
+            return gone.is_set()
+
+        first = asyncio.ensure_future(gate.submit(_blocking_job("a", release, calls)))
+        await asyncio.sleep(0.05)
+        left = asyncio.ensure_future(gate.submit(_blocking_job("b", release, calls), is_disconnected))
+        await asyncio.sleep(0.05)
+        assert gate.info()["queued"] == 1
+        gone.set()
+        with pytest.raises(ClientGone):
+            await left
+        assert gate.info()["queued"] == 0 and gate.info()["dropped"] == 1
+        release.set()
+        await first
+        after = await gate.submit(Job("c", lambda: "c"))
+        assert after == "c" and calls == ["a"], "the abandoned job was dropped from the queue, not run"
+        gate.close()
+
+    asyncio.run(main())
+
+
+def test_a_failing_job_reaches_every_waiter_and_frees_its_slot() -> None:
+    async def main() -> None:
+        gate = Gate(slots=1, queue_length=4, max_wait_s=60)
+
+        def boom() -> None:
+            raise ValueError("bad image")
+
+        results = await asyncio.gather(*(gate.submit(Job("k", boom)) for _ in range(3)), return_exceptions=True)
+        assert all(isinstance(r, ValueError) for r in results)
+        assert await gate.submit(Job("k", lambda: "ok")) == "ok", "a failure is not cached"
+        assert gate.info()["running"] == 0
+        gate.close()
+
+    asyncio.run(main())
+
+
+# ---------------------------------------------------------------- byte budgets
+
+
+def test_cache_evicts_by_bytes_least_recent_first() -> None:
+    cache = LRUCache(max_bytes=1000)
+    cache.put("a", b"x" * 400)
+    cache.put("b", np.zeros(50, np.float64))  # 400 bytes
+    assert cache.get("a") is not None  # "a" is now the most recent
+    cache.put("c", b"y" * 400)  # 1200 > 1000: the least recent ("b") goes
+    assert cache.get("b") is None and cache.get("a") is not None and cache.get("c") is not None
+    assert cache.info()["bytes"] == 800 and cache.info()["evictions"] == 1
+    assert cache.put("huge", b"z" * 2000) is False and cache.get("huge") is None, "never fits: not cached"
+    cache.put("a", b"x" * 100)  # replacing an entry counts its new size only
+    assert cache.info()["bytes"] == 500
+
+
+def test_payload_size_counts_both_forms() -> None:
+    p = Payload.of({"v": list(range(1000))})
+    cache = LRUCache(10 * p.nbytes)
+    cache.put("p", p)
+    assert cache.info()["bytes"] == len(p.body) + len(p.gzipped)
+
+
+def test_non_finite_numbers_become_null() -> None:
+    p = Payload.of({"x": float("nan"), "y": [1.5, float("inf")], "z": np.array([-np.inf, 2.0], np.float32)})
+    assert orjson.loads(p.body) == {"x": None, "y": [1.5, None], "z": [None, 2.0]}
+
+
+def test_jpeg_is_decoded_at_reduced_scale() -> None:
+    rng = np.random.default_rng(0)
+    big = Image.fromarray((rng.random((1536, 2048, 3)) * 255).astype(np.uint8), "RGB")
+    buf = io.BytesIO()
+    big.save(buf, format="JPEG", quality=80)
+    im = decode_image(buf.getvalue(), max_pixels=20_000_000, min_side=224)
+    assert im.size == (512, 384), "1/4 scale: the smallest DCT scale whose shorter side is still >= 224"
+    full = decode_image(buf.getvalue(), max_pixels=20_000_000)
+    assert full.size == (2048, 1536)
+    pre = {"resize_shorter": 256, "crop": 224, "mean": [0.5] * 3, "std": [0.25] * 3}
+    x, _ = prepare(buf.getvalue(), pre)
+    assert x.shape == (3, 224, 224) and np.isfinite(x).all()
+
+
+def test_pixel_cap_applies_to_what_is_decoded() -> None:
+    blob = png_bytes((1200, 1000))
+    with pytest.raises(ValueError, match="too large"):
+        decode_image(blob, max_pixels=1_000_000)
+
+
+# ---------------------------------------------------------------- through HTTP
+
+
+def test_http_full_gate_is_503_with_retry_after(exported: Callable, make_client: Callable) -> None:
+    exported("resnet20")
+    client = make_client(graph_slots=1, queue_length=0)
+    gate = client.app.state.gate
+    release = threading.Event()
+    # Hold the only slot from the app's own event loop, then ask for an analysis.
+    fut = client.portal.start_task_soon(gate.submit, _blocking_job("hold", release, []))
+    try:
+        for _ in range(100):
+            if gate.info()["running"] == 1:
+                break
+            time.sleep(0.01)
+        r = client.post("/api/models/resnet20/analyze", files={"image": ("a.png", png_bytes(), "image/png")})
+        assert r.status_code == 503
+        assert int(r.headers["retry-after"]) >= 1
+        assert "busy" in r.json()["detail"] and "try again" in r.json()["detail"]
+        assert client.get("/healthz").json() == {"status": "ok"}, "health never waits behind graph work"
+        ready = client.get("/readyz").json()
+        assert ready["gate"]["running"] == 1 and ready["gate"]["rejected"] >= 1
+    finally:
+        release.set()
+        fut.result(timeout=10)
+    r = client.post("/api/models/resnet20/analyze", files={"image": ("a.png", png_bytes(), "image/png")})
+    assert r.status_code == 200, "after the burst the same request works"
+
+
+def test_identical_http_requests_compute_once(exported: Callable, make_client: Callable) -> None:
+    exported("resnet20")
+    client = make_client(graph_slots=2)
+    service = client.app.state.service
+    runs: list[int] = []
+    original = service.analyze_job
+
+    def counting(*args: object, **kwargs: object) -> Job:
+        job = original(*args, **kwargs)
+        inner = job.run
+
+        def run() -> object:
+            runs.append(1)
+            time.sleep(0.3)  # long enough that the others arrive while it runs
+            return inner()
+
+        job.run = run
+        return job
+
+    service.analyze_job = counting
+    blob = png_bytes(seed=7)
+    results: list[int] = []
+
+    def one() -> None:
+        r = client.post("/api/models/resnet20/analyze", files={"image": ("a.png", blob, "image/png")})
+        results.append(r.status_code)
+
+    threads = [threading.Thread(target=one) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert results == [200] * 6
+    assert len(runs) == 1, f"{len(runs)} computations for 6 identical requests"
+
+
+def test_readyz_reports_models_queue_and_cache(exported: Callable, make_client: Callable) -> None:
+    exported("resnet20")
+    client = make_client(cache_bytes=10 << 20)
+    assert client.post("/api/models/resnet20/analyze", files={"image": ("a.png", png_bytes(), "image/png")}).is_success
+    ready = client.get("/readyz").json()
+    assert ready["status"] == "ready" and any(m.startswith("resnet20@") for m in ready["models_loaded"])
+    assert ready["cache"]["entries"] == 1 and 0 < ready["cache"]["bytes"] <= ready["cache"]["max_bytes"]
+    assert {"slots", "running", "queued"} <= set(ready["gate"])
+
+
+def test_analysis_of_an_exploding_plain_net_sends_null_with_a_note(exported: Callable, make_client: Callable) -> None:
+    """A deep plain net with He init overflows float32 in eval mode: data to explain, not a 500."""
+    exported("resnet56", "init", ("stats-running", "grad-running"))
+    client = make_client()
+    rng = np.random.default_rng(1)
+    x = Image.fromarray((rng.random((32, 32, 3)) * 255).astype(np.uint8), "RGB")
+    buf = io.BytesIO()
+    x.save(buf, format="PNG")
+    files = {"image": ("n.png", buf.getvalue(), "image/png")}
+    for path in ("analyze", "gradients"):
+        r = client.post(f"/api/models/resnet56/{path}", params={"weights": "init", "gates": "all-off"}, files=files)
+        assert r.status_code == 200, r.text[:300]
+        assert isinstance(r.json()["notes"], list)
+
+
+def test_embed_get_writes_nothing(exported: Callable, make_client: Callable, data_dir: Path) -> None:
+    exported("resnet20")
+    client = make_client()
+    for chart in ("prediction", "activations", "featuremaps"):
+        assert client.get(f"/embed/{chart}", params={"model": "resnet20", "image": "shapes-32"}).status_code == 200
+    assert not (data_dir / "images").exists() or not list((data_dir / "images").iterdir())
+
+
+# ---------------------------------------------------------------- a real server: what urllib sees
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def live_server(models_dir: Path, data_dir: Path) -> Iterator[str]:
+    """uvicorn on 127.0.0.1 in a thread, stopped at the end of the test."""
+    import uvicorn
+
+    from app.config import Settings
+    from app.main import create_app
+
+    settings = Settings(models_dir=models_dir, data_dir=data_dir, export_on_start=False, max_upload_bytes=1 << 20)
+    port = _free_port()
+    server = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    for _ in range(200):
+        if server.started:
+            break
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(10)
+
+
+def test_urllib_reads_the_413_of_an_oversized_upload(live_server: str) -> None:
+    body = b"--b\r\nContent-Disposition: form-data; name=image; filename=a.png\r\n\r\n" + b"\0" * (3 << 20)
+    body += b"\r\n--b--\r\n"
+    req = urllib.request.Request(
+        f"{live_server}/api/images",
+        data=body,
+        method="POST",
+        headers={"Content-Type": "multipart/form-data; boundary=b"},
+    )
+    with pytest.raises(urllib.error.HTTPError) as err:
+        urllib.request.urlopen(req, timeout=30)
+    assert err.value.code == 413
+    assert "upload too large" in orjson.loads(err.value.read())["detail"]
+    assert urllib.request.urlopen(f"{live_server}/healthz", timeout=5).status == 200, "the server still serves"
