@@ -6,7 +6,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 export OPENBLAS_NUM_THREADS ?= 1
 
-.PHONY: serve test test-fast lint bench export weights clean browser-deps
+.PHONY: serve test test-fast lint bench bench-load export weights clean browser-deps
 
 $(VENV)/.base: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -41,6 +41,11 @@ test-fast: $(VENV)/.dev
 
 bench: $(VENV)/.dev
 	$(PY) bench/run.py
+
+# A lecture hall against `resviz serve` on 127.0.0.1: bench/load.py (table on stdout, bench/results/load.json).
+bench-load: $(VENV)/.dev
+	$(VENV)/bin/resviz export --defaults --missing-only --quiet
+	$(PY) bench/load.py
 
 # Re-create the shipped CIFAR weights (trained on the generated data set; ~1 h on 2 cores), then export them.
 weights: $(VENV)/.base

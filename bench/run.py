@@ -260,7 +260,9 @@ def server_rows(models_dir: Path, name: str, requests: int) -> dict:
                 rss.append(_rss_kib(proc.pid)[0])
         hit_ms = median_ms(lambda: post(first), 20, warmup=1)
         now, peak = _rss_kib(proc.pid)
+        e2e = http_vs_bare(base, models_dir, name, rounds=12)
         return {
+            **e2e,
             "model": name,
             "requests": requests,
             "rss_mib_every_10": [r / 1024 for r in rss],
@@ -272,6 +274,72 @@ def server_rows(models_dir: Path, name: str, requests: int) -> dict:
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+def http_vs_bare(base: str, models_dir: Path, name: str, rounds: int) -> dict:
+    """HTTP analyze end to end, as the Explore page asks for it when the user presses Analyze, against a bare
+    ORT forward of the same network in this process, in interleaved rounds (a new stored image each round)."""
+    import io
+
+    from PIL import Image
+
+    from app.runtime.preprocess import prepare
+
+    reg = ModelRegistry(models_dir)
+    model = reg.get(name, "init")
+    bare = reg.session(model, "bare")
+    gates = np.ones(model.num_blocks, np.float32)
+    rng = np.random.default_rng(1)
+    ids, inputs = [], []
+    for _ in range(rounds + 2):
+        buf = io.BytesIO()
+        Image.fromarray((rng.random((480, 640, 3)) * 255).astype(np.uint8)).save(buf, format="JPEG", quality=85)
+        blob = buf.getvalue()
+        inputs.append(prepare(blob, model.manifest["preprocessing"])[0][None])
+        boundary = "resvizbench"
+        body = (
+            (
+                f'--{boundary}\r\nContent-Disposition: form-data; name="image"; filename="p.jpg"\r\n'
+                "Content-Type: image/jpeg\r\n\r\n"
+            ).encode()
+            + blob
+            + f"\r\n--{boundary}--\r\n".encode()
+        )
+        req = urllib.request.Request(
+            f"{base}/api/images",
+            data=body,
+            method="POST",
+            headers={"Content-Type": f"multipart/form-data; boundary={boundary}"},
+        )
+        with urllib.request.urlopen(req, timeout=60) as r:
+            ids.append(json.loads(r.read())["id"])
+    http_ms, bare_ms = [], []
+    for i, image_id in enumerate(ids):
+        t = time.perf_counter()
+        bare.run(["logits"], {"image": inputs[i], "gates": gates})
+        dt_bare = time.perf_counter() - t
+        req = urllib.request.Request(
+            f"{base}/api/models/{name}/analyze?image_id={image_id}&weights=init&{EXPLORE_QUERY}",
+            method="POST",
+            headers={"Accept-Encoding": "gzip"},
+        )
+        t = time.perf_counter()
+        with urllib.request.urlopen(req, timeout=120) as r:
+            size = len(r.read())
+        dt_http = time.perf_counter() - t
+        if i >= 2:  # the first two warm the sessions up
+            bare_ms.append(1e3 * dt_bare)
+            http_ms.append(1e3 * dt_http)
+    ratios = [h / b for h, b in zip(http_ms, bare_ms, strict=True)]
+    return {
+        "http_analyze_ms": statistics.median(http_ms),
+        "http_bare_ms": statistics.median(bare_ms),
+        "http_ratio_median": statistics.median(ratios),
+        "http_first_answer_gzip_bytes": size,
+    }
+
+
+EXPLORE_QUERY = "sections=summary"  # what static/js/main.js asks for first
 
 
 def main() -> int:
@@ -315,6 +383,12 @@ def main() -> int:
             f"\nserver, {srv['model']}: {srv['requests']} analyses; RSS every 10 (MiB): "
             f"{', '.join(f'{v:.0f}' for v in srv['rss_mib_every_10'])}; peak {srv['peak_rss_mib']:.0f} MiB; "
             f"cache hit {srv['cache_hit_ms']:.2f} ms; payload {srv['payload_gzip_bytes'] / 1024:.0f} KB gzip"
+        )
+        print(
+            f"HTTP analyze end to end, {srv['model']} (as the Explore page asks): {srv['http_analyze_ms']:.1f} ms "
+            f"against a bare forward of {srv['http_bare_ms']:.1f} ms in the same rounds: "
+            f"{srv['http_ratio_median']:.2f}x (median of per-round ratios); first answer "
+            f"{srv['http_first_answer_gzip_bytes'] / 1024:.0f} KB gzip"
         )
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "bench.json").write_text(json.dumps(out, indent=2))

@@ -330,3 +330,37 @@ def test_urllib_reads_the_413_of_an_oversized_upload(live_server: str) -> None:
     assert err.value.code == 413
     assert "upload too large" in orjson.loads(err.value.read())["detail"]
     assert urllib.request.urlopen(f"{live_server}/healthz", timeout=5).status == 200, "the server still serves"
+
+
+def test_summary_first_then_the_rest_from_the_same_measurement(exported: Callable, make_client: Callable) -> None:
+    """The Explore page's first answer is a part of the whole one; asking for the whole then runs no graph again."""
+    exported("resnet20")
+    client = make_client()
+    gate = client.app.state.gate
+    blob = png_bytes(seed=11)
+    q = {"weights": "init"}
+    files = {"image": ("a.png", blob, "image/png")}
+    first = client.post("/api/models/resnet20/analyze", params={**q, "sections": "summary"}, files=files)
+    assert first.status_code == 200
+    summary = first.json()
+    assert summary["sections"] == "summary" and "batchnorm" not in summary and "feature_maps" not in summary
+    for _ in range(200):  # the rest is computed in the background right after the first answer
+        if gate.info()["completed"] >= 2:
+            break
+        time.sleep(0.02)
+    assert gate.info()["completed"] == 2
+    whole = client.post("/api/models/resnet20/analyze", params=q, files=files).json()
+    assert gate.info()["completed"] == 2, "the whole analysis came from the cache"
+    assert whole["sections"] == "all" and whole["batchnorm"] and whole["feature_maps"]
+    assert whole["prediction"] == summary["prediction"]
+    for part, full in zip(summary["layers"], whole["layers"], strict=True):
+        assert {k: full[k] for k in part} == part
+        assert len(full["channel_mean"]) == full["shape"][1]
+    for part, full in zip(summary["blocks"], whole["blocks"], strict=True):
+        assert {k: full[k] for k in part} == part and full["sample"]["x"]
+    alone = make_client().post("/api/models/resnet20/analyze", params=q, files=files).json()
+    assert {k: v for k, v in alone.items() if k != "timings_ms"} == {
+        k: v for k, v in whole.items() if k != "timings_ms"
+    }, "computed in two parts or in one, the same answer"
+    bad = client.post("/api/models/resnet20/analyze", params={**q, "sections": "some"}, files=files)
+    assert bad.status_code == 400 and "sections must be one of" in bad.json()["detail"]

@@ -67,6 +67,7 @@ async def analyze_images(name: str, request: Request, service: ServiceDep, store
         bn=fields.get("bn"),
         k=_int(fields, "k", 8),
         feature_maps=fields.get("feature_maps", "blocks"),
+        sections=fields.get("sections"),
     )
     return payload_response(request, payload)
 

@@ -51,6 +51,14 @@ class Job:
 
 
 @dataclass
+class FollowUp:
+    """A job's result together with more work it leaves behind (queued as soon as the result is out)."""
+
+    result: Any
+    then: Job
+
+
+@dataclass
 class _Flight:
     task: asyncio.Task
     waiting: int = 1
@@ -202,9 +210,20 @@ class Gate:
         with self._lock:
             self._costs.record(job.cost, time.perf_counter() - t0)
             self.completed += 1
+        if isinstance(result, FollowUp):
+            then, result = result.then, result.result
+            if then.key not in self._flights:
+                asyncio.ensure_future(self._background(then))
         if job.key is not None and job.cache and self.cache is not None:
             self.cache.put(job.key, result)
         return result
+
+    async def _background(self, job: Job) -> None:
+        """Run follow-up work nobody waits for yet; if the gate is full it is simply left (asked for, it runs)."""
+        try:
+            await self.submit(job)
+        except Exception:  # noqa: BLE001 - a later request for the same result computes it and reports the error
+            pass
 
     def _forget(self, key: Hashable, flight: _Flight) -> None:
         if self._flights.get(key) is flight:

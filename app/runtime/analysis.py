@@ -25,7 +25,8 @@ from app.runtime.stats import (
     affine_moments,
     batch_sample,
     compact,
-    finish_reports,
+    finish_channels,
+    finish_histograms,
     merge_rows,
     nonfinite_note,
     report,
@@ -43,6 +44,7 @@ class Measured:
     reports: dict[str, dict]
     pairs: dict[str, tuple[np.ndarray, np.ndarray]]  # block id -> (x, F(x)) at the same positions
     tensors: dict[str, np.ndarray]  # taps available in full (for feature-map thumbnails)
+    seconds: float = 0.0  # graph run and per-tap reports
 
 
 def _run(registry: ModelRegistry, model: LoadedModel, kind: str, images: np.ndarray, gates: np.ndarray) -> dict:
@@ -65,6 +67,7 @@ def measure(
     registry: ModelRegistry, model: LoadedModel, images: np.ndarray, gates: np.ndarray, bn: str, full: bool = False
 ) -> Measured:
     """Run the stats graph (or, with ``full`` or for very deep models, the tap graph) and report on every tap."""
+    t0 = time.perf_counter()
     man = model.manifest
     if full or len(man["taps"]) > STATS_GRAPH_MAX_TAPS:
         taps = run_taps(registry, model, images, gates, bn)
@@ -72,13 +75,14 @@ def measure(
             b["id"]: (batch_sample(taps[b["shortcut"]], PAIR_SAMPLE), batch_sample(taps[b["residual"]], PAIR_SAMPLE))
             for b in man["blocks"]
         }
-        return Measured(taps["logits"], tap_reports(taps, man, bn), pairs, taps)
+        return Measured(taps["logits"], tap_reports(taps, man, bn), pairs, taps, time.perf_counter() - t0)
     outs = run_stats(registry, model, images, gates, bn)
     pairs = {
         b["id"]: (merge_rows(outs[f"{b['id']}:pair_x"]), merge_rows(outs[f"{b['id']}:pair_f"])) for b in man["blocks"]
     }
     tensors = {t["id"]: outs[t["id"]] for t in man["taps"] if t["id"] in outs}
-    return Measured(outs["logits"], stats_reports(outs, man, bn, images.shape[0]), pairs, tensors)
+    reports = stats_reports(outs, man, bn, images.shape[0])
+    return Measured(outs["logits"], reports, pairs, tensors, time.perf_counter() - t0)
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -116,25 +120,92 @@ def analyze(
     k: int = 8,
 ) -> dict:
     """The full analysis JSON for a batch of preprocessed images (N, 3, H, W)."""
+    doc, measured = summarize(registry, model, images, gates, bn, full=feature_maps == "all")
+    return complete(model, doc, measured, gates, bn, feature_maps, k)
+
+
+def summarize(
+    registry: ModelRegistry, model: LoadedModel, images: np.ndarray, gates: np.ndarray, bn: str, full: bool = False
+) -> tuple[dict, Measured]:
+    """The first answer: prediction, every layer's statistics and histogram, every block's norms.
+
+    That is what the Explore page's default view draws. ``complete`` adds the rest (per-channel
+    statistics, batch norm, residual samples, feature maps) from the same measurement.
+    """
     t0 = time.perf_counter()
     man = model.manifest
-    measured = measure(registry, model, images, gates, bn, full=feature_maps == "all")
+    measured = measure(registry, model, images, gates, bn, full=full)
     reports = measured.reports
-    t_stats = time.perf_counter()
-    fmap_ids = _feature_map_taps(man, feature_maps)
-    # PNG encoding releases the GIL: let the pool draw thumbnails while this thread assembles.
-    fmap_jobs = [_POOL.submit(thumbnails, measured.tensors[tid], reports[tid]["_channel_mean"], k) for tid in fmap_ids]
     n = int(images.shape[0])
     layers = [
         {
             "id": t["id"],
             "kind": t["kind"],
             "shape": [n, *t["shape"]],
-            **{k2: v for k2, v in reports[t["id"]].items() if not k2.startswith("_")},
+            "stats": reports[t["id"]]["stats"],
+            "histogram": reports[t["id"]]["histogram"],
         }
         for t in man["taps"]
     ]
+    blocks = []
+    for i, b in enumerate(man["blocks"]):
+        nx = reports[b["input"]]["stats"]["l2"]
+        blocks.append(
+            {
+                "id": b["id"],
+                "stage": b["stage"],
+                "index": b["index"],
+                "gate": float(gates[i]),
+                "shortcut_kind": b["shortcut_kind"],
+                "norm_x": nx,
+                "norm_shortcut": reports[b["shortcut"]]["stats"]["l2"],
+                "norm_f": reports[b["residual"]]["stats"]["l2"],
+                "norm_h": reports[b["output"]]["stats"]["l2"],
+                "ratio": reports[b["residual"]]["stats"]["l2"] / nx if nx > 0 else None,
+            }
+        )
+    overflow = "the activations overflowed float32, as in a deep network without shortcuts or normalisation"
+    keys = ("mean", "std", "min", "max", "l2")
+    stats_rows = [[t["stats"][k] for k in keys] for t in layers]
+    notes = nonfinite_note("layers", [t["id"] for t in layers], stats_rows, overflow)
+    notes += nonfinite_note("images' logits", [f"image {i + 1}" for i in range(n)], measured.logits, overflow)
+    t_end = time.perf_counter()
+    doc = {
+        "sections": "summary",
+        "model": {
+            "name": model.name,
+            "weights": model.variant,
+            "family": man["family"],
+            "depth": man["depth"],
+            "params": man["params"],
+            "macs": man["macs"],
+            "classes": man["classes"],
+        },
+        "input": {"shape": list(images.shape), "preprocessing": man["preprocessing"]},
+        "gates": gates.tolist(),
+        "bn": bn,
+        "prediction": prediction(measured.logits, man),
+        "layers": layers,
+        "blocks": blocks,
+        "notes": notes,
+        "timings_ms": {"measure": 1e3 * (measured.seconds), "summary": 1e3 * (t_end - t0), "total": 1e3 * (t_end - t0)},
+    }
+    return doc, measured
 
+
+def complete(
+    model: LoadedModel, doc: dict, measured: Measured, gates: np.ndarray, bn: str, feature_maps: str, k: int
+) -> dict:
+    """The whole analysis: ``doc`` (from ``summarize``) with per-channel statistics, BN, samples and feature maps."""
+    t0 = time.perf_counter()
+    man = model.manifest
+    reports = measured.reports
+    fmap_ids = _feature_map_taps(man, feature_maps)
+    # PNG encoding releases the GIL: let the pool draw thumbnails while this thread assembles.
+    fmap_jobs = [_POOL.submit(thumbnails, measured.tensors[tid], reports[tid]["_channel_mean"], k) for tid in fmap_ids]
+    finish_channels([reports[t["id"]] for t in man["taps"]])
+    channels = {t["id"]: {k: reports[t["id"]][k] for k in ("channel_mean", "channel_std")} for t in man["taps"]}
+    layers = [{**layer, **channels[layer["id"]]} for layer in doc["layers"]]
     static = _static(model)
     batchnorm = []
     for b in man["batchnorm"]:
@@ -157,63 +228,24 @@ def analyze(
                 "after": {"stats": after["stats"], "histogram": after["histogram"]},
             }
         )
-
     blocks = []
-    for i, b in enumerate(man["blocks"]):
-        nx = reports[b["input"]]["stats"]["l2"]
-        nf = reports[b["residual"]]["stats"]["l2"]
-        ns = reports[b["shortcut"]]["stats"]["l2"]
-        nh = reports[b["output"]]["stats"]["l2"]
+    for row, b in zip(doc["blocks"], man["blocks"], strict=True):
         xs, fs = measured.pairs[b["id"]]
-        blocks.append(
-            {
-                "id": b["id"],
-                "stage": b["stage"],
-                "index": b["index"],
-                "gate": float(gates[i]),
-                "shortcut_kind": b["shortcut_kind"],
-                "norm_x": nx,
-                "norm_shortcut": ns,
-                "norm_f": nf,
-                "norm_h": nh,
-                "ratio": nf / nx if nx > 0 else None,
-                "sample": {"x": compact(xs, 4), "f": compact(fs, 4)},
-                "residual_histogram": reports[b["residual"]]["histogram"],
-            }
-        )
-
+        sample = {"x": compact(xs, 4), "f": compact(fs, 4)}
+        blocks.append({**row, "sample": sample, "residual_histogram": reports[b["residual"]]["histogram"]})
     fmaps = {tid: job.result() for tid, job in zip(fmap_ids, fmap_jobs, strict=True)}
     t_end = time.perf_counter()
-    overflow = "the activations overflowed float32, as in a deep network without shortcuts or normalisation"
-    keys = ("mean", "std", "min", "max", "l2")
-    notes = nonfinite_note(
-        "layers", [t["id"] for t in layers], [[t["stats"][k] for k in keys] for t in layers], overflow
-    )
-    notes += nonfinite_note("images' logits", [f"image {i + 1}" for i in range(n)], measured.logits, overflow)
+    summary_ms = doc["timings_ms"]["summary"]
+    timings = {**doc["timings_ms"], "assemble": summary_ms + 1e3 * (t_end - t0) - doc["timings_ms"]["measure"]}
+    timings["total"] = summary_ms + 1e3 * (t_end - t0)
     return {
-        "model": {
-            "name": model.name,
-            "weights": model.variant,
-            "family": man["family"],
-            "depth": man["depth"],
-            "params": man["params"],
-            "macs": man["macs"],
-            "classes": man["classes"],
-        },
-        "input": {"shape": list(images.shape), "preprocessing": man["preprocessing"]},
-        "gates": gates.tolist(),
-        "bn": bn,
-        "prediction": prediction(measured.logits, man),
+        **doc,
+        "sections": "all",
         "layers": layers,
         "batchnorm": batchnorm,
         "blocks": blocks,
         "feature_maps": fmaps,
-        "notes": notes,
-        "timings_ms": {
-            "measure": 1e3 * (t_stats - t0),
-            "assemble": 1e3 * (t_end - t_stats),
-            "total": 1e3 * (t_end - t0),
-        },
+        "timings_ms": timings,
     }
 
 
@@ -254,7 +286,7 @@ def tap_reports(taps: dict[str, np.ndarray], manifest: dict, bn: str) -> dict[st
 
     bn_ids = [i for i in ids if i in bn_layers]
     reports.update(zip(bn_ids, _POOL.map(derived, bn_ids), strict=True))
-    finish_reports(list(reports.values()))
+    finish_histograms(list(reports.values()))
     return reports
 
 
@@ -282,7 +314,7 @@ def stats_reports(outs: dict[str, np.ndarray], manifest: dict, bn: str, n: int) 
         moments = affine_moments(before["_moments"], scale, shift, int(outs[f"{i}:zeros"].sum()))
         reports[i] = report(moments, merge_rows(outs[f"{i}:sample"]))
     reports = {t["id"]: reports[t["id"]] for t in manifest["taps"]}
-    finish_reports(list(reports.values()))
+    finish_histograms(list(reports.values()))
     return reports
 
 

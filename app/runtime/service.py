@@ -10,13 +10,14 @@ import numpy as np
 import orjson
 
 from app.runtime import gradients as grad
-from app.runtime.admission import Job
-from app.runtime.analysis import analyze, feature_map, run_taps
+from app.runtime.admission import FollowUp, Job
+from app.runtime.analysis import analyze, complete, feature_map, run_taps, summarize
 from app.runtime.cache import LRUCache
 from app.runtime.preprocess import prepare, sha256_bytes
 from app.runtime.registry import LoadedModel, ModelRegistry, parse_bn, parse_gates
 
 FEATURE_MAP_CHOICES = ("blocks", "all", "none")
+SECTIONS = ("all", "summary")
 GZIP_LEVEL = 1  # numeric JSON: level 1 is within ~10% of level 5's size at a third of the time
 
 
@@ -114,6 +115,8 @@ class AnalysisService:
             if hit is not None:
                 return hit
         result = job.run()
+        if isinstance(result, FollowUp):
+            result = result.result
         if job.key is not None and job.cache:
             self.cache.put(job.key, result)
         return result
@@ -130,23 +133,47 @@ class AnalysisService:
         bn: str | None = None,
         k: int = 8,
         feature_maps: str = "blocks",
+        sections: str | None = None,
     ) -> Job:
-        """Analysis JSON for ``blobs`` (keyed by image hashes, model, weights, gates, BN mode)."""
+        """Analysis JSON for ``blobs`` (keyed by image hashes, model, weights, gates, BN mode).
+
+        ``sections="summary"`` answers with what the default view draws as soon as it is ready
+        and leaves the rest of the same measurement as a follow-up job, keyed like the whole
+        analysis: the page's next request for it shares that work or finds it cached.
+        """
         model, g, mode = self.prepare_request(name, weights, gates, bn)
         if feature_maps not in FEATURE_MAP_CHOICES:
             raise RequestError(f"feature_maps must be one of {', '.join(FEATURE_MAP_CHOICES)}")
         if not 1 <= k <= 64:
             raise RequestError("k (feature-map channels per layer) must be between 1 and 64")
+        sections = sections or "all"
+        if sections not in SECTIONS:
+            raise RequestError(f"sections must be one of {', '.join(SECTIONS)}, got {sections[:40]!r}")
         self._check_count(blobs)
         hashes = tuple(sha256_bytes(b) for b in blobs)
         key = ("analyze", hashes, model.key, g.tobytes(), mode, k, feature_maps)
+        cost = f"analyze:{name}"
 
-        def run() -> Payload:
+        def run_all() -> Payload:
             result = analyze(self.registry, model, self.images(model, blobs), g, mode, feature_maps=feature_maps, k=k)
             result["input"]["images"] = list(hashes)
             return Payload.of(result)
 
-        return Job(key, run, cost=f"analyze:{name}")
+        if sections == "all":
+            return Job(key, run_all, cost=cost)
+
+        def run_summary() -> FollowUp:
+            x = self.images(model, blobs)
+            doc, measured = summarize(self.registry, model, x, g, mode, full=feature_maps == "all")
+            doc["input"]["images"] = list(hashes)
+            first = Payload.of(doc)
+
+            def rest() -> Payload:
+                return Payload.of(complete(model, doc, measured, g, mode, feature_maps, k))
+
+            return FollowUp(first, Job(key, rest, cost=f"{cost}:rest"))
+
+        return Job((*key, "summary"), run_summary, cost=f"{cost}:summary")
 
     def taps(self, name: str, blob: bytes, *, weights: str | None, gates: str | None, bn: str | None) -> dict:
         """Every tap of one image (for full-resolution feature maps), kept in a byte-bounded cache."""

@@ -151,8 +151,8 @@ def affine_moments(m: dict[str, np.ndarray], scale: np.ndarray, shift: np.ndarra
 def report(moments: dict[str, np.ndarray], values: np.ndarray) -> dict:
     """Stats and per-channel mean/std of one tap from its channel moments; ``values`` is its sample.
 
-    ``channel_mean``, ``channel_std`` and ``histogram`` are filled in by ``finish_reports`` for
-    all taps at once.
+    ``histogram`` is filled in by ``finish_histograms``, ``channel_mean`` and ``channel_std`` by
+    ``finish_channels``, each for all taps at once.
     """
     stats, ch_mean, ch_std = summarize(moments)
     return {
@@ -175,12 +175,17 @@ def tensor_report(t: np.ndarray, moments: dict[str, np.ndarray] | None = None) -
     return report(moments if moments is not None else channel_moments(t), batch_sample(t))
 
 
-def finish_reports(reports: list[dict]) -> None:
-    """Fill every report's rounded ``channel_mean`` and ``channel_std`` and its ``histogram``."""
-    if not reports:
-        return
+def finish_histograms(reports: list[dict]) -> None:
+    """Fill every report's ``histogram``."""
     for r, h in zip(reports, histograms([r["_sample"] for r in reports]), strict=True):
         r["histogram"] = h
+
+
+def finish_channels(reports: list[dict]) -> None:
+    """Fill every report's rounded ``channel_mean`` and ``channel_std`` (once: later calls change nothing)."""
+    reports = [r for r in reports if r["channel_mean"] is None]
+    if not reports:
+        return
     sizes = [r["_channel_mean"].size for r in reports]
     flat = compact(np.concatenate([np.concatenate([r["_channel_mean"], r["_channel_std"]]) for r in reports]))
     pos = 0

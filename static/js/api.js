@@ -82,6 +82,7 @@ function imageQuery(p) {
     k: p.k,
     feature_maps: p.featureMaps,
     target: p.target,
+    sections: p.sections,
   });
 }
 

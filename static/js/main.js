@@ -236,25 +236,38 @@ async function analyzeNow({ force = false } = {}) {
   const t0 = performance.now();
   const s = app.state;
   const finish = startTask(`Analysing with ${s.model}`);
+  $('status-notes').hidden = true;
   showInput();
   try {
     const imageId = await resolveImage();
     const key = ['analysis', s.model, s.weights, imageId, s.gates, s.bn].join('|');
     if (force) analyses.delete(key);
+    const params = { imageId, weights: s.weights || undefined, gates: s.gates, bn: s.bn };
     let p = analyses.get(key);
     if (!p) {
-      p = api.analyze(s.model, { imageId, weights: s.weights || undefined, gates: s.gates, bn: s.bn });
+      // The first answer holds what the default view draws; the rest of the same analysis follows
+      // (the server is already computing it when the first answer arrives).
+      const first = api.analyze(s.model, { ...params, sections: 'summary' });
+      p = { first, all: first.then(() => api.analyze(s.model, params)) };
       analyses.set(key, p);
-      p.catch(() => analyses.delete(key));
+      p.all.catch(() => analyses.delete(key));
       if (analyses.size > KEEP_ANALYSES) analyses.delete(analyses.keys().next().value);
     }
-    const analysis = await p;
+    const show = async (analysis) => {
+      app.imageId = imageId;
+      app.analysis = analysis;
+      app.akey = force ? `${key}#${seq}` : key; // Analyze redraws every chart even for the same answer
+      clearError();
+      await renderAll();
+    };
+    const first = await p.first;
     if (seq !== analysisSeq) return;
-    app.imageId = imageId;
-    app.analysis = analysis;
-    app.akey = force ? `${key}#${seq}` : key; // Analyze redraws every chart even for the same answer
-    clearError();
-    await renderAll();
+    if (first.notes?.length) showNotes(first.notes);
+    if (SUMMARY_VIEWS.has(app.state.view)) await show(first);
+    const analysis = await p.all;
+    if (seq !== analysisSeq) return;
+    await show(analysis);
+    if (analysis.notes?.length) showNotes(analysis.notes);
     const ms = performance.now() - t0;
     const server = analysis.timings_ms?.total;
     hooks.serverMs = server ?? null;
@@ -266,6 +279,15 @@ async function analyzeNow({ force = false } = {}) {
     hooks.lastError = err.message;
     showError(err);
   }
+}
+
+// Views drawn from the first answer alone; the others wait for the whole analysis.
+const SUMMARY_VIEWS = new Set(['activations']);
+
+function showNotes(notes) {
+  const box = $('status-notes');
+  box.hidden = false;
+  box.textContent = notes.join(' ');
 }
 
 function announce(ms, reason) {
@@ -294,6 +316,10 @@ async function renderView() {
       if (!el.classList.contains('js-plotly-plot')) placeholder(el, 'Choose an image to analyse');
     }
     return;
+  }
+  if (app.analysis.sections === 'summary' && !SUMMARY_VIEWS.has(view)) {
+    for (const el of document.querySelectorAll(`section.view[data-view="${view}"] .chart`)) placeholder(el, 'Loading the rest of the analysis…');
+    return; // drawn when the whole analysis arrives
   }
   try {
     await VIEW_MODULES[view].render(app);
