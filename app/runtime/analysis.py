@@ -184,6 +184,7 @@ def summarize(
         "input": {"shape": list(images.shape), "preprocessing": man["preprocessing"]},
         "gates": gates.tolist(),
         "bn": bn,
+        "bn_untrained": _bn_untrained(model),
         "prediction": prediction(measured.logits, man),
         "layers": layers,
         "blocks": blocks,
@@ -247,6 +248,18 @@ def complete(
         "feature_maps": fmaps,
         "timings_ms": timings,
     }
+
+
+def _bn_untrained(model: LoadedModel) -> bool:
+    """Whether every BN layer still has the running statistics of initialisation (mean 0, variance 1)."""
+    flag = model.cache.get("bn_untrained")
+    if flag is None:
+        bns = model.manifest["batchnorm"]
+        flag = bool(bns) and all(
+            np.all(np.asarray(b["running_mean"]) == 0) and np.all(np.asarray(b["running_var"]) == 1) for b in bns
+        )
+        model.cache["bn_untrained"] = flag
+    return flag
 
 
 def _static(model: LoadedModel) -> dict[str, dict]:

@@ -111,7 +111,7 @@ function depthCaption(analysis) {
   }
   text += `block outputs come after a ReLU, so ${pct(zeros, 0)} of their values are exactly zero on average: `;
   text += 'the asymmetric distribution the chapter gives as the reason BN goes before the nonlinearity.';
-  if (analysis.bn === 'running' && untrainedRunningStats(analysis.batchnorm)) {
+  if (analysis.bn === 'running' && (analysis.bn_untrained ?? untrainedRunningStats(analysis.batchnorm))) {
     text += ' These weights have never been trained: every running mean is 0 and variance 1, so BN passes values through almost unchanged; switch to batch statistics to see step 3 normalise them.';
   }
   return text;
