@@ -260,14 +260,13 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     """Start the web app (exports missing default models first, in a subprocess)."""
-    import uvicorn
-
     from app.config import Settings
     from app.main import create_app
+    from app.serving import run
 
     settings = Settings(models_dir=Path(args.models_dir))
     print(f"resviz: http://{args.host}:{args.port}", flush=True)
-    uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level="info")
+    run(create_app(settings), args.host, args.port, header_timeout_s=settings.header_timeout_s)
     return 0
 
 

@@ -304,7 +304,12 @@ def live_server(models_dir: Path, data_dir: Path) -> Iterator[str]:
 
     settings = Settings(models_dir=models_dir, data_dir=data_dir, export_on_start=False, max_upload_bytes=1 << 20)
     port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning"))
+    from app.serving import http_protocol
+
+    config = uvicorn.Config(
+        create_app(settings), host="127.0.0.1", port=port, log_level="warning", http=http_protocol(1.0)
+    )
+    server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     for _ in range(200):
@@ -364,3 +369,15 @@ def test_summary_first_then_the_rest_from_the_same_measurement(exported: Callabl
     }, "computed in two parts or in one, the same answer"
     bad = client.post("/api/models/resnet20/analyze", params={**q, "sections": "some"}, files=files)
     assert bad.status_code == 400 and "sections must be one of" in bad.json()["detail"]
+
+
+def test_a_client_too_slow_with_its_headers_is_cut_off(live_server: str) -> None:
+    port = int(live_server.rsplit(":", 1)[1])
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")  # ... and the rest never comes
+        t0 = time.monotonic()
+        assert s.recv(1024) == b"", "the server closed the connection"
+        assert time.monotonic() - t0 < 8, "closed by the header timeout, not by the test's own"
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        assert s.recv(1024).startswith(b"HTTP/1.1 200"), "a prompt client is served"
