@@ -79,10 +79,27 @@ def http_protocol(seconds: float = HEADER_TIMEOUT_S) -> type:
     return HttpToolsHeaderTimeout
 
 
+def limit_malloc_arenas(arenas: int = 2) -> bool:
+    """Cap glibc's malloc arenas (one per thread by default): threads that build large answers in turn
+    otherwise each keep their own freed memory, and the process grows with the number of threads."""
+    import ctypes
+    import ctypes.util
+
+    name = ctypes.util.find_library("c")
+    if not name:
+        return False
+    try:
+        libc = ctypes.CDLL(name)
+        return bool(libc.mallopt(-8, arenas))  # M_ARENA_MAX
+    except (OSError, AttributeError):  # not glibc
+        return False
+
+
 def run(app: Any, host: str, port: int, log_level: str = "info", header_timeout_s: float = HEADER_TIMEOUT_S) -> None:
     """Serve ``app`` with uvicorn on one process, slow clients cut off."""
     import uvicorn
 
+    limit_malloc_arenas()
     uvicorn.run(
         app,
         host=host,

@@ -181,7 +181,7 @@ def analysis_rows(models_dir: Path, names: list[str], repeat: int, with_torch: b
             "analysis_ms": t["analysis"],
             "analysis_ratio": t["analysis"] / t["bare"],
             "json_gzip_ms": t_json,
-            "payload_bytes": len(payload.body),
+            "payload_bytes": payload.size,
             "payload_gzip_bytes": len(payload.gzipped),
             "grad_ms": t["grad"],
             "grad_ratio": t["grad"] / t["bare"],

@@ -154,11 +154,12 @@ def test_cache_evicts_by_bytes_least_recent_first() -> None:
     assert cache.info()["bytes"] == 500
 
 
-def test_payload_size_counts_both_forms() -> None:
+def test_payload_is_kept_gzipped_and_counted_so() -> None:
     p = Payload.of({"v": list(range(1000))})
     cache = LRUCache(10 * p.nbytes)
     cache.put("p", p)
-    assert cache.info()["bytes"] == len(p.body) + len(p.gzipped)
+    assert cache.info()["bytes"] == len(p.gzipped) < p.size
+    assert orjson.loads(p.body) == {"v": list(range(1000))} and p.size == len(p.body)
 
 
 def test_non_finite_numbers_become_null() -> None:
@@ -381,3 +382,85 @@ def test_a_client_too_slow_with_its_headers_is_cut_off(live_server: str) -> None
     with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
         s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
         assert s.recv(1024).startswith(b"HTTP/1.1 200"), "a prompt client is served"
+
+
+@pytest.mark.slow
+def test_depth_sweep_with_every_cifar_model_exported_answers_in_both_bn_modes(
+    exported: Callable, make_client: Callable
+) -> None:
+    """The sweep's default (BN running, trained weights) used to answer 500 once a plain-110 overflowed."""
+    from app.paths import shipped_weights
+    from app.runtime.gradients import SWEEP_DEPTHS
+
+    kinds = ("grad-running", "grad-batch")
+    for depth in SWEEP_DEPTHS:
+        name = f"resnet{depth}"
+        for variant in ("init", "trained", "plain"):
+            if variant == "init" or shipped_weights(name, variant):
+                exported(name, variant, kinds)
+    client = make_client()
+    for weights in ("trained", "init"):
+        for bn in ("running", "batch"):
+            r = client.get("/api/gradients/depth-sweep", params={"bn": bn, "weights": weights})
+            assert r.status_code == 200, (weights, bn, r.text[:300])
+            body = r.json()
+            assert body["depths"] == list(SWEEP_DEPTHS) and len(body["rows"]) == len(SWEEP_DEPTHS)
+            for row in body["rows"]:
+                for kind in ("residual", "plain"):
+                    v = row[kind]["first_grad"]
+                    assert v is None or v >= 0
+                    if v is None:
+                        assert any(row["model"] in note for note in body["notes"]), "a null is explained"
+
+
+def _walk(client, model: str, weights: list[str]) -> list[tuple]:  # noqa: ANN001
+    """Every endpoint for every weights x BN mode x gates preset of ``model``: the answers that were not 200."""
+    from app.runtime.samples import sample_bytes
+    from app.specs import SPECS
+
+    image = "noise-224" if SPECS[model].family == "imagenet" else "shapes-32"
+    image_id = __import__("hashlib").sha256(sample_bytes(image)).hexdigest()
+    n = SPECS[model].num_blocks
+    presets = ["all-on", "all-off", ",".join("1" if i % 2 else "0" for i in range(n))]
+    failures = []
+    for w in weights:
+        for bn in ("running", "batch"):
+            for gates in presets:
+                q = {"image_id": image_id, "weights": w, "bn": bn, "gates": gates}
+                calls = [
+                    ("POST", f"/api/models/{model}/analyze", {**q, "sections": "summary"}),
+                    ("POST", f"/api/models/{model}/analyze", q),
+                    ("POST", f"/api/models/{model}/gradients", q),
+                    ("GET", f"/api/models/{model}/featuremap", {**q, "tap": "layer1.0", "channel": 0}),
+                ]
+                if bn == "running":
+                    calls.append(("POST", f"/api/models/{model}/lesion", q))
+                link = {"model": model, "weights": w, "bn": bn, "gates": gates, "image": image}
+                calls += [("GET", f"/embed/{c}", link) for c in ("activations", "gradients", "lesion", "featuremaps")]
+                calls += [("GET", f"/api/export/{c}.html", link) for c in ("activations", "residuals")]
+                for method, path, params in calls:
+                    r = client.request(method, path, params=params)
+                    if r.status_code != 200:
+                        failures.append((method, path, w, bn, gates[:12], r.status_code, r.text[:160]))
+    return failures
+
+
+def test_every_endpoint_for_every_setting_of_resnet20(exported: Callable, make_client: Callable) -> None:
+    from app.paths import SERVING_GRAPHS
+
+    for w in ("init", "trained", "plain"):
+        exported("resnet20", w, SERVING_GRAPHS)
+    assert _walk(make_client(), "resnet20", ["init", "trained", "plain"]) == []
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model", ["resnet56", "resnet110"])
+def test_every_endpoint_for_every_setting_of_the_deep_cifar_nets(
+    model: str, exported: Callable, make_client: Callable
+) -> None:
+    """The shipped plain weights of the deep nets overflow: every answer must still be a 200 with notes."""
+    from app.paths import SERVING_GRAPHS
+
+    for w in ("init", "trained", "plain"):
+        exported(model, w, SERVING_GRAPHS)
+    assert _walk(make_client(), model, ["init", "trained", "plain"]) == []

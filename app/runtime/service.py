@@ -27,21 +27,29 @@ class RequestError(ValueError):
 
 @dataclass
 class Payload:
-    """A serialised JSON answer, kept with its gzip form for cached replies."""
+    """A serialised JSON answer, kept gzipped only: most clients take it so, the rest get it unpacked.
 
-    body: bytes
+    A cached ResNet-50 analysis is then about 1 MB instead of 4 (plain and gzipped together).
+    """
+
     gzipped: bytes
+    size: int  # bytes of the plain JSON
 
     @classmethod
     def of(cls, obj: Any) -> Payload:
-        """Serialise ``obj`` once (numpy arrays natively; NaN and infinity become null), plain and gzipped."""
+        """Serialise ``obj`` once (numpy arrays natively; NaN and infinity become null) and gzip it."""
         body = orjson.dumps(obj, option=orjson.OPT_SERIALIZE_NUMPY)
-        return cls(body, gzip.compress(body, compresslevel=GZIP_LEVEL))
+        return cls(gzip.compress(body, compresslevel=GZIP_LEVEL), len(body))
+
+    @property
+    def body(self) -> bytes:
+        """The plain JSON bytes."""
+        return gzip.decompress(self.gzipped)
 
     @property
     def nbytes(self) -> int:
-        """Bytes held (both forms), for the cache's budget."""
-        return len(self.body) + len(self.gzipped)
+        """Bytes held, for the cache's budget."""
+        return len(self.gzipped)
 
     def json(self) -> Any:
         """The answer parsed back into Python objects."""
