@@ -89,10 +89,37 @@ def cmd_export(args: argparse.Namespace) -> int:
             if not todo:
                 _progress(i + 1, len(names), f"{name}@{variant} (up to date)", start)
                 continue
+        if args.progress:
+            _progress_line({"event": "start", "model": name, "weights": variant, "graphs": list(todo)})
+            export_model(name, variant, models_dir, kinds=todo, log=False, progress=_graph_progress(name, variant))
+            continue
         _progress(i, len(names), f"{name}@{variant}", start)
         export_model(name, variant, models_dir, kinds=todo, log=not args.quiet)
         _progress(i + 1, len(names), f"{name}@{variant}", start)
     return 0
+
+
+def _progress_line(event: dict) -> None:
+    """One JSON line on stdout (``export --progress``: what the server's export worker reads)."""
+    sys.stdout.write(json.dumps(event) + "\n")
+    sys.stdout.flush()
+
+
+def _graph_progress(name: str, variant: str):  # noqa: ANN202
+    def report(kind: str, done: int, total: int, seconds: float) -> None:
+        _progress_line(
+            {
+                "event": "graph",
+                "model": name,
+                "weights": variant,
+                "graph": kind,
+                "done": done,
+                "total": total,
+                "seconds": round(seconds, 2),
+            }
+        )
+
+    return report
 
 
 def cmd_weights(args: argparse.Namespace) -> int:
@@ -324,6 +351,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--graphs", help=f"comma list of graphs (default: {','.join(SERVING_GRAPHS)})")
     s.add_argument("--missing-only", action="store_true", help="skip graphs that already exist")
     s.add_argument("--quiet", action="store_true")
+    s.add_argument("--progress", action="store_true", help="one JSON line per graph on stdout (for the server)")
     s.set_defaults(func=cmd_export)
 
     s = sub.add_parser("weights", help="import or fetch state dicts")
