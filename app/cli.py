@@ -279,7 +279,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    """Start the web app (exports missing default models first, in a subprocess)."""
+    """Start the web app at once; its worker exports missing default models in the background."""
     import uvicorn
 
     from app.config import Settings
@@ -292,7 +292,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_images(args: argparse.Namespace) -> int:
-    """List or delete stored images."""
+    """List, pin, unpin or delete stored images, or show the store's statistics (the operator's side)."""
     from app.config import Settings
     from app.runtime.store import ImageStore
 
@@ -304,14 +304,23 @@ def cmd_images(args: argparse.Namespace) -> int:
             print(json.dumps(rows, indent=2))
         else:
             for r in rows:
-                print(f"{r['id']}  {r['bytes']:>10,}  {r['name']}")
+                print(f"{r['id']}  {r['bytes']:>10,}  {'pinned' if r['pinned'] else '      '}  {r['name']}")
             print(f"{len(rows)} images, {store.used_bytes():,} bytes")
         return 0
+    if args.action == "stats":
+        print(json.dumps(store.stats(), indent=2))
+        return 0
     try:
-        store.delete(args.id)
+        if args.action == "pin":
+            store.pin(args.id)
+        elif args.action == "unpin":
+            store.unpin(args.id)
+        else:
+            store.delete(args.id)
     except KeyError as exc:
         raise CLIError(str(exc.args[0])) from None
-    print(f"deleted {args.id}")
+    done = {"pin": "pinned", "unpin": "unpinned", "delete": "deleted"}[args.action]
+    print(f"{done} {args.id}")
     return 0
 
 
@@ -396,8 +405,10 @@ def build_parser() -> argparse.ArgumentParser:
     isub = s.add_subparsers(dest="action", required=True)
     i = isub.add_parser("list")
     i.add_argument("--json", action="store_true")
-    i = isub.add_parser("delete")
-    i.add_argument("id")
+    for action in ("delete", "pin", "unpin"):
+        i = isub.add_parser(action)
+        i.add_argument("id")
+    isub.add_parser("stats")
     s.set_defaults(func=cmd_images)
     return p
 
