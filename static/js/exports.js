@@ -41,7 +41,7 @@ function row(job) {
   const what = `${job.model} (${job.weights})`;
   label.textContent =
     job.state === 'running'
-      ? `Exporting ${what}: ${done} of ${job.graphs.length} graphs${job.current ? `  (now the ${job.current} graph)` : ''} · ${eta(job.estimate_s)}`
+      ? `Exporting ${what}: ${done} of ${job.graphs.length} graphs${job.current ? ` (now the ${job.current} graph)` : ''} · ${eta(job.estimate_s)}`
       : `${what} waits for export (${job.position} ahead) · ${eta(job.estimate_s)}`;
   const bar = document.createElement('progress');
   bar.max = 1;
