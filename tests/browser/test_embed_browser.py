@@ -15,7 +15,7 @@ from tests.browser.conftest import SCREENSHOTS
 from tests.browser.live_server import REPO, LiveServer, free_port
 
 SAMPLE = REPO / "static" / "samples" / "shapes-32.png"
-EMBED_STATUS = "document.body && ['drawn', 'error'].includes(document.body.dataset.status)"
+EMBED_STATUS = "() => document.body && ['drawn', 'error'].includes(document.body.dataset.status)"
 TRACES_JS = """(sel) => {
   const el = document.querySelector(sel);
   if (!el || !el.data) return 0;
