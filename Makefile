@@ -6,7 +6,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 export OPENBLAS_NUM_THREADS ?= 1
 
-.PHONY: serve test test-fast lint bench bench-load export weights clean browser-deps
+.PHONY: serve test test-fast lint bench bench-load bench-first-run export weights clean browser-deps
 
 $(VENV)/.base: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,8 +24,9 @@ browser-deps:
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq chromium >/dev/null; \
 	  else sudo apt-get update -qq && sudo apt-get install -y -qq chromium >/dev/null; fi; }
 
+# The server answers at once; its export worker exports the missing default models in the background
+# (progress on the page and at /api/exports).
 serve: $(VENV)/.base
-	$(VENV)/bin/resviz export --defaults --missing-only
 	@echo "resviz: serving on http://$(HOST):$(PORT)"
 	$(VENV)/bin/resviz serve --host $(HOST) --port $(PORT)
 
@@ -46,6 +47,10 @@ bench: $(VENV)/.dev
 bench-load: $(VENV)/.dev
 	$(VENV)/bin/resviz export --defaults --missing-only --quiet
 	$(PY) bench/load.py
+
+# A clean clone's first run: install, first answer, the start page's first analysis, all default exports.
+bench-first-run:
+	$(PYTHON) bench/first_run.py
 
 # Re-create the shipped CIFAR weights (trained on the generated data set; ~1 h on 2 cores), then export them.
 weights: $(VENV)/.base

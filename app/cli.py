@@ -89,10 +89,37 @@ def cmd_export(args: argparse.Namespace) -> int:
             if not todo:
                 _progress(i + 1, len(names), f"{name}@{variant} (up to date)", start)
                 continue
+        if args.progress:
+            _progress_line({"event": "start", "model": name, "weights": variant, "graphs": list(todo)})
+            export_model(name, variant, models_dir, kinds=todo, log=False, progress=_graph_progress(name, variant))
+            continue
         _progress(i, len(names), f"{name}@{variant}", start)
         export_model(name, variant, models_dir, kinds=todo, log=not args.quiet)
         _progress(i + 1, len(names), f"{name}@{variant}", start)
     return 0
+
+
+def _progress_line(event: dict) -> None:
+    """One JSON line on stdout (``export --progress``: what the server's export worker reads)."""
+    sys.stdout.write(json.dumps(event) + "\n")
+    sys.stdout.flush()
+
+
+def _graph_progress(name: str, variant: str):  # noqa: ANN202
+    def report(kind: str, done: int, total: int, seconds: float) -> None:
+        _progress_line(
+            {
+                "event": "graph",
+                "model": name,
+                "weights": variant,
+                "graph": kind,
+                "done": done,
+                "total": total,
+                "seconds": round(seconds, 2),
+            }
+        )
+
+    return report
 
 
 def cmd_weights(args: argparse.Namespace) -> int:
@@ -259,7 +286,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    """Start the web app (exports missing default models first, in a subprocess)."""
+    """Start the web app at once; its worker exports missing default models in the background."""
     from app.config import Settings
     from app.main import create_app
     from app.serving import run
@@ -271,7 +298,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_images(args: argparse.Namespace) -> int:
-    """List or delete stored images."""
+    """List, pin, unpin or delete stored images, or show the store's statistics (the operator's side)."""
     from app.config import Settings
     from app.runtime.store import ImageStore
 
@@ -283,14 +310,23 @@ def cmd_images(args: argparse.Namespace) -> int:
             print(json.dumps(rows, indent=2))
         else:
             for r in rows:
-                print(f"{r['id']}  {r['bytes']:>10,}  {r['name']}")
+                print(f"{r['id']}  {r['bytes']:>10,}  {'pinned' if r['pinned'] else '      '}  {r['name']}")
             print(f"{len(rows)} images, {store.used_bytes():,} bytes")
         return 0
+    if args.action == "stats":
+        print(json.dumps(store.stats(), indent=2))
+        return 0
     try:
-        store.delete(args.id)
+        if args.action == "pin":
+            store.pin(args.id)
+        elif args.action == "unpin":
+            store.unpin(args.id)
+        else:
+            store.delete(args.id)
     except KeyError as exc:
         raise CLIError(str(exc.args[0])) from None
-    print(f"deleted {args.id}")
+    done = {"pin": "pinned", "unpin": "unpinned", "delete": "deleted"}[args.action]
+    print(f"{done} {args.id}")
     return 0
 
 
@@ -330,6 +366,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--graphs", help=f"comma list of graphs (default: {','.join(SERVING_GRAPHS)})")
     s.add_argument("--missing-only", action="store_true", help="skip graphs that already exist")
     s.add_argument("--quiet", action="store_true")
+    s.add_argument("--progress", action="store_true", help="one JSON line per graph on stdout (for the server)")
     s.set_defaults(func=cmd_export)
 
     s = sub.add_parser("weights", help="import or fetch state dicts")
@@ -374,8 +411,10 @@ def build_parser() -> argparse.ArgumentParser:
     isub = s.add_subparsers(dest="action", required=True)
     i = isub.add_parser("list")
     i.add_argument("--json", action="store_true")
-    i = isub.add_parser("delete")
-    i.add_argument("id")
+    for action in ("delete", "pin", "unpin"):
+        i = isub.add_parser(action)
+        i.add_argument("id")
+    isub.add_parser("stats")
     s.set_defaults(func=cmd_images)
     return p
 

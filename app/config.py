@@ -6,7 +6,7 @@ import os
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from app.paths import DEFAULT_MODELS_DIR
@@ -25,8 +25,11 @@ class Settings(BaseSettings):
 
     models_dir: Path = DEFAULT_MODELS_DIR  # exported graphs + manifests (a build cache)
     data_dir: Path = Field(default_factory=_default_data_dir)  # stored images (survive restarts)
-    default_models: tuple[str, ...] = DEFAULT_MODELS  # exported before the server starts serving
-    export_on_start: bool = True  # export missing default models (in a subprocess) at start-up
+    default_models: tuple[str, ...] = DEFAULT_MODELS  # exported in the background once the server answers
+    export_on_start: bool = True  # queue missing default models at start-up (the export worker does them)
+    export_on_demand: bool = True  # a request for a model not exported yet queues its export (else a 404)
+    export_timeout_s: float = 1800.0  # one export subprocess is killed past this
+    start_model: str = "resnet20"  # the start page's model: its analysis graphs are exported first
     providers: str = "auto"  # "auto": CUDA where onnxruntime sees a GPU, else CPU; or a comma list
     graph_slots: int = 0  # graph runs at once (the admission gate); 0: one per core
     intra_op_threads: int = 0  # ORT threads per session; 0: cores // graph_slots, so the runs fill the cores
@@ -42,6 +45,10 @@ class Settings(BaseSettings):
     feature_maps_k: int = 8  # channels per tap shown as thumbnails
     store_max_bytes: int = 512 * 1024 * 1024  # stored-image budget
     embed_frame_ancestors: str = "'self' http://localhost:* http://127.0.0.1:*"  # who may iframe /embed/*
+    admin_token: SecretStr | None = None  # operator token for image management over HTTP (off when unset)
+    upload_rate_per_minute: float = 20.0  # image uploads per client address, refilled continuously
+    upload_burst: int = 10  # uploads a client may make at once before the rate applies
+    trusted_origins: tuple[str, ...] = ()  # other origins allowed to POST/PUT/DELETE (besides the server's own)
 
 
 def cpu_count() -> int:

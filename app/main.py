@@ -13,15 +13,24 @@ from pathlib import Path
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # numpy's BLAS must not fight ORT for the cores
 
 from fastapi import FastAPI, Request  # noqa: E402
-from fastapi.responses import FileResponse, JSONResponse, Response  # noqa: E402
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response  # noqa: E402
 from fastapi.staticfiles import StaticFiles  # noqa: E402
 
-from app.api import analyze, chapter, embed, gradients, images, lab, models, pages  # noqa: E402
+from app.api import analyze, chapter, embed, exports, gradients, images, lab, models, pages  # noqa: E402
 from app.config import Settings, get_settings, graph_threads  # noqa: E402
 from app.runtime.admission import ClientGone, Gate, Overloaded  # noqa: E402
+from app.runtime.exports import Command, ExportFailedError, ExportPending, ExportQueue, NotExportedError  # noqa: E402
 from app.runtime.registry import ExportError, ModelRegistry, UnknownModelError  # noqa: E402
 from app.runtime.service import AnalysisService, RequestError  # noqa: E402
 from app.runtime.store import ImageStore, StoreFullError  # noqa: E402
+from app.security import (  # noqa: E402
+    DOCS_HTML,
+    AdminError,
+    OriginCheckMiddleware,
+    RateLimited,
+    RateLimiter,
+    SecurityHeadersMiddleware,
+)
 from app.specs import SPECS  # noqa: E402
 
 log = logging.getLogger("resviz")
@@ -120,18 +129,40 @@ class _Stalled(Exception):
     pass
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
-    """Build the app; the lifespan opens the registry and exports missing default models."""
+def _pending_page(message: str, retry_after: int) -> str:
+    """A page that says what is being exported and reloads itself (no script: a meta refresh)."""
+    import html
+
+    return (
+        f'<!doctype html><html lang="en"><head><meta charset="utf-8"><meta http-equiv="refresh" '
+        f'content="{retry_after}"><title>resviz: exporting</title><link rel="stylesheet" href="/static/css/app.css">'
+        f'</head><body><p class="export-wait" role="status">{html.escape(message)}</p></body></html>'
+    )
+
+
+def create_app(settings: Settings | None = None, export_command: Command | None = None) -> FastAPI:
+    """Build the app; the lifespan opens the registry and queues missing default models for export.
+
+    ``export_command(name, weights, graphs)`` replaces the export subprocess's argv (tests use a fake).
+    """
     settings = settings or get_settings()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         slots, threads = graph_threads(settings)
-        registry = ModelRegistry(settings.models_dir, settings.providers, threads)
-        if settings.export_on_start:
-            exported = registry.ensure_exported(tuple(settings.default_models))
-            if exported:
-                log.warning("exported default models in a subprocess: %s", ", ".join(exported))
+        queue = ExportQueue(
+            settings.models_dir,
+            timeout_s=settings.export_timeout_s,
+            on_demand=settings.export_on_demand,
+            command=export_command,
+        )
+        registry = ModelRegistry(settings.models_dir, settings.providers, threads, exporter=queue)
+        if settings.export_on_start:  # the server answers at once; the worker exports these beside it
+            queue.enqueue_defaults(
+                settings.start_model, tuple(settings.default_models), lambda name: registry.resolve_variant(name, None)
+            )
+        queue.start()
+        app.state.exports = queue
         app.state.registry = registry
         service = AnalysisService(
             registry, settings.cache_bytes, settings.max_batch, settings.max_image_pixels, settings.taps_cache_bytes
@@ -146,16 +177,21 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             threads,
             settings.models_dir,
         )
-        yield
-        app.state.gate.close()
+        try:
+            yield
+        finally:
+            queue.stop()
+            app.state.gate.close()
 
     app = FastAPI(
         title="resviz",
         version="0.1.0",
         lifespan=lifespan,
         description="Interactive visualizer of residual networks, served by ONNX Runtime.",
+        docs_url=None,  # served below: Swagger UI without an inline script (the CSP allows none)
     )
     app.state.settings = settings
+    app.state.upload_limiter = RateLimiter(settings.upload_rate_per_minute, settings.upload_burst)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_upload_bytes, body_timeout_s=settings.body_timeout_s)
 
     @app.middleware("http")
@@ -167,6 +203,39 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             ancestors = "'self'"
         response.headers.setdefault("Content-Security-Policy", f"frame-ancestors {ancestors}")
         return response
+
+    # Outermost: the CSP, nosniff and Referrer-Policy go on every answer (frame-ancestors as set above),
+    # and a change (POST/PUT/DELETE) from another site's page is refused before anything runs.
+    app.add_middleware(OriginCheckMiddleware, trusted=tuple(settings.trusted_origins))
+    app.add_middleware(SecurityHeadersMiddleware)
+
+    @app.exception_handler(ExportPending)
+    async def export_pending(request: Request, exc: ExportPending) -> Response:
+        headers = {"Retry-After": str(exc.retry_after), "Cache-Control": "no-store"}
+        if not request.url.path.startswith("/api/") and "text/html" in request.headers.get("accept", ""):
+            return HTMLResponse(_pending_page(str(exc), exc.retry_after), status_code=503, headers=headers)
+        return JSONResponse({"detail": str(exc), "export": exc.job}, status_code=503, headers=headers)
+
+    @app.exception_handler(NotExportedError)
+    async def not_exported(_: Request, exc: NotExportedError) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=404)
+
+    @app.exception_handler(ExportFailedError)
+    async def export_failed_recently(_: Request, exc: ExportFailedError) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=500)
+
+    @app.exception_handler(AdminError)
+    async def admin_refused(_: Request, exc: AdminError) -> JSONResponse:
+        headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+        return JSONResponse({"detail": str(exc)}, status_code=exc.status, headers=headers)
+
+    @app.exception_handler(RateLimited)
+    async def rate_limited(_: Request, exc: RateLimited) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=429, headers={"Retry-After": str(exc.retry_after)})
+
+    @app.get("/docs", include_in_schema=False)
+    def api_docs() -> HTMLResponse:
+        return HTMLResponse(DOCS_HTML)
 
     @app.exception_handler(UnknownModelError)
     async def unknown_model(_: Request, exc: UnknownModelError) -> JSONResponse:
@@ -232,7 +301,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
 
     app.mount("/static", StaticFiles(directory=ROOT / "static"), name="static")
-    routers = (models, analyze, gradients, images, pages, embed, chapter, lab)
+    routers = (models, analyze, gradients, images, pages, embed, chapter, lab, exports)
     for router in (m.router for m in routers):
         app.include_router(router)
     return app

@@ -214,7 +214,7 @@ def server_rows(models_dir: Path, name: str, requests: int) -> dict:
     code = (
         "import uvicorn; from app.main import create_app; from app.config import Settings; "
         f"uvicorn.run(create_app(Settings(models_dir={str(models_dir)!r}, data_dir={data_dir!r}, "
-        f"export_on_start=False)), host='127.0.0.1', port={port}, log_level='warning')"
+        f"export_on_start=False, upload_burst=10_000)), host='127.0.0.1', port={port}, log_level='warning')"
     )
     proc = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT)
     base = f"http://127.0.0.1:{port}"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -15,7 +16,7 @@ from app.config import Settings
 from app.export_html import network_references
 from app.figures import CHARTS
 from app.main import create_app
-from app.runtime.store import ImageStore
+from app.runtime.store import ImageStore, StoreFullError
 
 from .conftest import png_bytes
 
@@ -120,7 +121,7 @@ def test_every_embed_renders_with_its_data(client: TestClient) -> None:
         elif chart == "lesion":
             r = client.post("/api/models/resnet20/lesion", params={**q, "target": target})
             assert r.status_code == 200 and len(r.json()["blocks"]) == 9
-    assert client.get("/api/images").json() == [], "an embed serves samples by their hash and stores nothing"
+    assert client.app.state.store.list() == [], "an embed serves samples by their hash and stores nothing"
 
 
 def test_stored_image_embed_survives_restart(exported: Callable, models_dir: Path, data_dir: Path) -> None:
@@ -132,7 +133,7 @@ def test_stored_image_embed_survives_restart(exported: Callable, models_dir: Pat
         before = first.get("/embed/residuals", params={**BASE, "image": image_id})
         assert before.status_code == 200
     with TestClient(create_app(Settings(models_dir=models_dir, data_dir=data_dir, export_on_start=False))) as second:
-        listed = {i["id"]: i for i in second.get("/api/images").json()}
+        listed = {i["id"]: i for i in second.app.state.store.list()}
         assert listed[image_id]["name"] == "lecture.png" and listed[image_id]["bytes"] == len(data)
         assert second.get(f"/api/images/{image_id}").content == data
         r = second.get("/embed/residuals", params={**BASE, "image": image_id, "gates": "all-off"})
@@ -150,15 +151,23 @@ def test_stored_image_embed_survives_restart(exported: Callable, models_dir: Pat
 # ---------------------------------------------------------------- frame policy
 
 
+def _ancestors(r: object) -> str:
+    """The frame-ancestors directive of a response's CSP (the app adds script-src and more before it)."""
+    csp = r.headers["content-security-policy"]  # type: ignore[attr-defined]
+    return next(d.strip() for d in csp.split(";") if d.strip().startswith("frame-ancestors"))
+
+
 def test_csp_headers(client: TestClient, make_client: Callable) -> None:
     for path in ("/embed/prediction?model=resnet20&weights=init&image=shapes-32", "/embed/nope", "/embed/prediction"):
-        assert client.get(path).headers["content-security-policy"] == DEFAULT_CSP, path
-    for path in ("/", "/presets", "/api/charts", "/api/export/prediction.html?weights=init&image=shapes-32"):
-        assert client.get(path).headers["content-security-policy"] == "frame-ancestors 'self'", path
+        assert _ancestors(client.get(path)) == DEFAULT_CSP, path
+    for path in ("/", "/presets", "/api/charts"):
+        assert _ancestors(client.get(path)) == "frame-ancestors 'self'", path
+    standalone = client.get("/api/export/prediction.html?weights=init&image=shapes-32")
+    assert standalone.headers["content-security-policy"] == "frame-ancestors 'self'", "its own policy is a meta tag"
     wide = make_client(embed_frame_ancestors="'self' https://lms.example.edu")
     r = wide.get("/embed/prediction", params={**BASE, "image": "shapes-32"})
-    assert r.headers["content-security-policy"] == "frame-ancestors 'self' https://lms.example.edu"
-    assert wide.get("/presets").headers["content-security-policy"] == "frame-ancestors 'self'"
+    assert _ancestors(r) == "frame-ancestors 'self' https://lms.example.edu"
+    assert _ancestors(wide.get("/presets")) == "frame-ancestors 'self'"
 
 
 # ---------------------------------------------------------------- readable errors
@@ -169,7 +178,7 @@ def test_unknown_image_and_chart_are_404_pages(client: TestClient) -> None:
     r = client.get("/embed/activations", params={**BASE, "image": missing})
     assert r.status_code == 404 and r.headers["content-type"].startswith("text/html")
     assert f"no stored image with id {missing}" in r.text and 'role="alert"' in r.text
-    assert r.headers["content-security-policy"] == DEFAULT_CSP, "the message shows inside the reader's iframe"
+    assert _ancestors(r) == DEFAULT_CSP, "the message shows inside the reader's iframe"
     r = client.get("/embed/activations", params={**BASE, "image": "cat.jpg"})
     assert r.status_code == 404 and "neither a stored image id" in r.text and "shapes-32" in r.text
     r = client.get("/embed/piechart", params={**BASE, "image": "shapes-32"})
@@ -258,29 +267,43 @@ def test_export_every_chart_offline_with_data(client: TestClient, monkeypatch: p
     assert r.status_code == 200 and r.headers["content-disposition"].startswith("attachment;")
 
 
-# ---------------------------------------------------------------- the store: full, atomic, nothing evicted
+# ---------------------------------------------------------------- the store: evicts the oldest unpinned, atomic
 
 
-def test_full_store_is_507_and_keeps_every_image(exported: Callable, make_client: Callable, data_dir: Path) -> None:
+def test_full_store_evicts_the_oldest_unpinned_and_keeps_pinned(
+    exported: Callable, make_client: Callable, data_dir: Path
+) -> None:
     exported("resnet20")
-    blobs = [png_bytes((24, 24), seed=i) for i in range(3)]
-    client = make_client(store_max_bytes=len(blobs[0]) + len(blobs[1]) + 10)
-    ids = [_upload(client, b, f"{i}.png") for i, b in enumerate(blobs[:2])]
-    r = client.post("/api/images", files={"image": ("2.png", blobs[2], "image/png")})
-    assert r.status_code == 507
-    detail = r.json()["detail"]
-    assert "image store is full" in detail and "resviz images delete" in detail
-    listed = {i["id"] for i in client.get("/api/images").json()}
-    assert listed == set(ids), "nothing was evicted to make room"
-    for i, b in zip(ids, blobs[:2], strict=True):
-        assert client.get(f"/api/images/{i}").content == b
-        assert client.get("/embed/prediction", params={**BASE, "image": i}).status_code == 200
+    blobs = [png_bytes((24, 24), seed=i) for i in range(5)]
+    size = max(len(b) for b in blobs)
+    client = make_client(store_max_bytes=3 * size)
+    store = client.app.state.store
+    ids = []
+    for i, b in enumerate(blobs[:3]):
+        ids.append(_upload(client, b, f"{i}.png"))
+        os.utime(data_dir / "images" / ids[-1], (1_000 + i, 1_000 + i))  # stored in this order
+    r = client.post(f"/api/images/{ids[0]}/pin")
+    assert r.status_code == 200 and r.json()["pinned"] is True and store.is_pinned(ids[0])
+    ids.append(_upload(client, blobs[3], "3.png"))  # over budget: the oldest unpinned (ids[1]) goes
+    assert not store.exists(ids[1]), "the oldest unpinned image was evicted"
+    assert client.get(f"/api/images/{ids[1]}").status_code == 404
+    for i in (0, 2, 3):
+        assert client.get(f"/api/images/{ids[i]}").content == blobs[i]
+    assert client.get("/embed/prediction", params={**BASE, "image": ids[0]}).status_code == 200
+    assert store.stats()["images"] == 3 and store.stats()["bytes"] <= 3 * size
+    assert not [p.name for p in (data_dir / "images").iterdir() if p.name.startswith(".")], "no temporary files left"
+
+    for i in (2, 3):
+        assert client.post(f"/api/images/{ids[i]}/pin").status_code == 200
+    r = client.post("/api/images", files={"image": ("4.png", blobs[4], "image/png")})
+    assert r.status_code == 507, "every image is pinned: nothing may be evicted"
+    assert "pinned" in r.json()["detail"] and "resviz images unpin" in r.json()["detail"]
+    assert all(store.exists(i) for i in (ids[0], ids[2], ids[3]))
     again = client.post("/api/images", files={"image": ("0.png", blobs[0], "image/png")})
     assert again.status_code == 201 and again.json()["created"] is False, "a stored image can be sent again"
     r = client.get("/embed/prediction", params={**BASE, "image": "grating-32"})
     assert r.status_code == 200, "a sample needs no room in the store: a full store does not stop its embeds"
-    assert {i["id"] for i in client.get("/api/images").json()} == set(ids)
-    assert not [p.name for p in (data_dir / "images").iterdir() if p.name.startswith(".")], "no temporary files left"
+    assert all(store.exists(i) for i in (ids[0], ids[2], ids[3])), "and it evicted nothing"
 
 
 def test_store_write_is_atomic(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -294,7 +317,7 @@ def test_store_write_is_atomic(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(store_module.os, "replace", broken_replace)
-    with pytest.raises(OSError):
+    with pytest.raises(StoreFullError, match="disk is full"):
         store.put(image_id, data)
     assert not store.exists(image_id) and store.list() == []
     assert list((tmp_path / "images").iterdir()) == [], "no partial or temporary file is left behind"

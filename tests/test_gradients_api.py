@@ -83,9 +83,11 @@ def test_chosen_target_and_bad_target(client) -> None:  # noqa: ANN001
     for bad in ("10", "-1", "cat"):
         r = client.post("/api/models/resnet20/gradients", files=files, params={"weights": "init", "target": bad})
         assert r.status_code == 400 and "target" in r.json()["detail"]
-    r = client.post("/api/models/resnet20/gradients", files={"image": ("a.png", b"not an image", "image/png")})
+    # weights=init: the session exported only those (the default, trained, would be queued: 503)
+    bad_image = {"image": ("a.png", b"not an image", "image/png")}
+    r = client.post("/api/models/resnet20/gradients", files=bad_image, params={"weights": "init"})
     assert r.status_code == 400
-    r = client.post("/api/models/resnet20/gradients", files=files, params={"bn": "nope"})
+    r = client.post("/api/models/resnet20/gradients", files=files, params={"weights": "init", "bn": "nope"})
     assert r.status_code == 400
     assert client.get("/healthz").status_code == 200
 

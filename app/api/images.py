@@ -1,4 +1,8 @@
-"""Stored images: upload once, refer to them by id (embeds and links keep working)."""
+"""Stored images: upload once, refer to them by id (embeds and links keep working).
+
+Private by default: an image is reached only through its id (its sha256: the link is the key);
+listing, statistics, unpinning and deleting need the operator token (``RESVIZ_ADMIN_TOKEN``).
+"""
 
 from __future__ import annotations
 
@@ -10,13 +14,15 @@ from app.runtime.admission import Job
 from app.runtime.preprocess import decode_image, image_size, sha256_bytes
 from app.runtime.service import RequestError
 from app.runtime.store import ID_RE
+from app.security import check_admin
 
 router = APIRouter(prefix="/api/images", tags=["images"])
 
 
 @router.post("", status_code=201)
 async def store_image(request: Request, store: StoreDep, service: ServiceDep, gate: GateDep) -> dict:
-    """Check that the upload is an image, store it content-addressed, return its id."""
+    """Check that the upload is an image, store it content-addressed, return its id (rate-limited per address)."""
+    request.app.state.upload_limiter.check(request.client.host if request.client else "unknown")
     form = await request.form(max_files=2, max_fields=5)
     upload = form.get("image")
     if upload is None or isinstance(upload, str):
@@ -37,18 +43,56 @@ async def store_image(request: Request, store: StoreDep, service: ServiceDep, ga
 
 
 @router.get("")
-def list_images(store: StoreDep) -> list[dict]:
-    """Every stored image."""
+def list_images(request: Request, store: StoreDep) -> list[dict]:
+    """Every stored image with its size, original name and pin (operator token only)."""
+    check_admin(request)
     return store.list()
+
+
+@router.get("/stats")
+def store_stats(request: Request, store: StoreDep) -> dict:
+    """Images and bytes stored, pinned and the budget (operator token only)."""
+    check_admin(request)
+    return store.stats()
 
 
 @router.get("/{image_id}")
 def get_image(image_id: str, store: StoreDep) -> Response:
     """The stored image's original bytes."""
+    _check_id(image_id)
+    data = store.get(image_id)
+    return Response(data, media_type=_mime(data), headers={"Cache-Control": "private, max-age=31536000, immutable"})
+
+
+@router.post("/{image_id}/pin")
+def pin_image(image_id: str, store: StoreDep) -> dict:
+    """Keep the image through evictions: the page calls this when an embed link or a preset uses it."""
+    _check_id(image_id)
+    created = store.pin(image_id)
+    return {"id": image_id, "pinned": True, "created": created}
+
+
+@router.delete("/{image_id}/pin")
+def unpin_image(image_id: str, request: Request, store: StoreDep) -> dict:
+    """Let the image be evicted again (operator token only)."""
+    check_admin(request)
+    _check_id(image_id)
+    store.unpin(image_id)
+    return {"id": image_id, "pinned": False}
+
+
+@router.delete("/{image_id}")
+def delete_image(image_id: str, request: Request, store: StoreDep) -> dict:
+    """Remove a stored image (operator token only)."""
+    check_admin(request)
+    _check_id(image_id)
+    store.delete(image_id)
+    return {"id": image_id, "deleted": True}
+
+
+def _check_id(image_id: str) -> None:
     if not ID_RE.match(image_id):
         raise RequestError("an image id is 64 hex characters")
-    data = store.get(image_id)
-    return Response(data, media_type=_mime(data), headers={"Cache-Control": "public, max-age=31536000, immutable"})
 
 
 def _mime(data: bytes) -> str:

@@ -13,7 +13,7 @@ import json
 import os
 import time
 import warnings
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import numpy as np
@@ -296,8 +296,13 @@ def export_model(
     models_dir: Path,
     kinds: Iterable[str] = SERVING_GRAPHS,
     log: bool = True,
+    progress: Callable[[str, int, int, float], None] | None = None,
 ) -> dict:
-    """Export the graphs of ``name`` with weights ``variant`` and write the manifest; return it."""
+    """Export the graphs of ``name`` with weights ``variant`` and write the manifest; return it.
+
+    The manifest is rewritten after every graph, so a server sees each graph as soon as it exists;
+    ``progress(kind, done, total, seconds)`` is called after each graph (skipped ones included).
+    """
     if name not in SPECS:
         raise KeyError(f"unknown model {name!r}; known: {', '.join(SPECS)}")
     state, source, sha = load_variant(name, variant, models_dir)
@@ -315,10 +320,13 @@ def export_model(
     size = model.spec.input_size
     image = torch.zeros(1, 3, size, size)
     gates = torch.ones(model.spec.num_blocks)
-    for kind in kinds:
+    kinds = list(kinds)
+    for done, kind in enumerate(kinds, 1):
         if kind.startswith("stats-") and len(manifest["taps"]) > STATS_GRAPH_MAX_TAPS:
             if log:
                 print(f"skipped {name}@{variant} {kind}: {len(manifest['taps'])} taps (analyses use the tap graph)")
+            if progress:
+                progress(kind, done, len(kinds), 0.0)
             continue
         t0 = time.perf_counter()
         model.eval()
@@ -339,7 +347,10 @@ def export_model(
             model.eval()  # the exporter restores its fresh wrapper's train mode onto our model
         dt = time.perf_counter() - t0
         manifest["graphs"][kind] = {"file": path.name, "bytes": path.stat().st_size, "export_seconds": round(dt, 2)}
+        _atomic_write(mpath, json.dumps(manifest).encode())  # after the graph: what it lists exists
         if log:
             print(f"exported {name}@{variant} {kind}: {path.stat().st_size / 2**20:.1f} MiB in {dt:.1f} s", flush=True)
+        if progress:
+            progress(kind, done, len(kinds), dt)
     _atomic_write(mpath, json.dumps(manifest).encode())
     return manifest

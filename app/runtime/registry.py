@@ -9,6 +9,7 @@ import sys
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import onnxruntime as ort
@@ -23,6 +24,9 @@ from app.paths import (
     manifest_path,
 )
 from app.specs import BN_MODES, SPECS
+
+if TYPE_CHECKING:
+    from app.runtime.exports import ExportQueue
 
 log = logging.getLogger("resviz.registry")
 
@@ -72,8 +76,19 @@ class LoadedModel:
 class ModelRegistry:
     """Opens manifests and sessions on demand; exports missing graphs in a subprocess."""
 
-    def __init__(self, models_dir: Path, providers: str = "auto", intra_op_threads: int = 0) -> None:
+    def __init__(
+        self,
+        models_dir: Path,
+        providers: str = "auto",
+        intra_op_threads: int = 0,
+        exporter: ExportQueue | None = None,
+        export_timeout_s: float | None = None,
+    ) -> None:
         self.models_dir = Path(models_dir)
+        # With an export queue (the server), a missing graph is queued and ExportPending raised;
+        # without one (the CLI), it is exported here, in a subprocess, before returning.
+        self.exporter = exporter
+        self.export_timeout_s = export_timeout_s
         self.providers = choose_providers(providers)
         self.intra_op_threads = intra_op_threads
         self._models: dict[str, LoadedModel] = {}
@@ -118,9 +133,15 @@ class ModelRegistry:
         )
 
     def export(self, name: str, weights: str | None = None, kinds: tuple[str, ...] | None = None) -> None:
-        """Export graphs in a separate process, so this process never imports torch."""
+        """Export graphs in a separate process, so this process never imports torch.
+
+        With an export queue the graphs are queued instead and ExportPending (or NotExportedError) raised.
+        """
         variant = self.resolve_variant(name, weights)
         key = f"{name}@{variant}"
+        if self.exporter is not None:
+            self.exporter.require(name, variant, tuple(kinds or SERVING_GRAPHS))
+            return
         with self._lock:
             lock = self._export_locks.setdefault(key, threading.Lock())
         with lock:
@@ -131,7 +152,10 @@ class ModelRegistry:
             if kinds:
                 cmd += ["--graphs", ",".join(kinds)]
             log.info("exporting %s in a subprocess: %s", key, " ".join(cmd))
-            proc = subprocess.run(cmd, capture_output=True, text=True)
+            try:
+                proc = subprocess.run(cmd, capture_output=True, text=True, timeout=self.export_timeout_s)
+            except subprocess.TimeoutExpired:
+                raise ExportError(f"export of {key} took longer than {self.export_timeout_s:.0f} s") from None
             if proc.returncode != 0:
                 raise ExportError(f"export of {key} failed: {proc.stderr.strip().splitlines()[-1:] or proc.returncode}")
             with self._lock:

@@ -1,4 +1,5 @@
 // Transport only: every request the page makes. Error responses become Error(detail).
+import * as exportsPanel from './exports.js';
 
 export class ApiError extends Error {
   constructor(message, status, url) {
@@ -39,16 +40,54 @@ async function errorFrom(response) {
   return `${response.status} ${response.statusText || 'error'}${tail}`;
 }
 
+// A 503 with Retry-After (a model still being exported, or the server busy) is retried by itself,
+// after the delay the server names, for at most MAX_WAIT_MS; the export panel shows the progress.
+const MAX_WAIT_MS = 30 * 60 * 1000;
+const MAX_RETRIES = 1000;
+
+function sleep(ms, signal) {
+  return new Promise((resolve, reject) => {
+    if (signal?.aborted) return reject(new DOMException('aborted', 'AbortError'));
+    const t = setTimeout(resolve, ms);
+    signal?.addEventListener('abort', () => {
+      clearTimeout(t);
+      reject(new DOMException('aborted', 'AbortError'));
+    }, { once: true });
+  });
+}
+
+async function retryDelay(response) {
+  const seconds = Number(response.headers.get('Retry-After'));
+  if (response.status !== 503 || !Number.isFinite(seconds)) return null;
+  const body = await response.clone().json().catch(() => null);
+  return { ms: Math.min(30, Math.max(1, seconds)) * 1000, body };
+}
+
 export async function request(url, options = {}, as = 'json') {
-  let response;
+  const t0 = performance.now();
+  let done = null;
   try {
-    response = await fetch(url, options);
-  } catch (err) {
-    if (err.name === 'AbortError') throw err;
-    throw new ApiError(`cannot reach the server (${err.message})`, 0, url);
+    for (let attempt = 0; ; attempt++) {
+      let response;
+      try {
+        response = await fetch(url, options);
+      } catch (err) {
+        if (err.name === 'AbortError') throw err;
+        throw new ApiError(`cannot reach the server (${err.message})`, 0, url);
+      }
+      const retry = !response.ok && attempt < MAX_RETRIES && performance.now() - t0 < MAX_WAIT_MS ? await retryDelay(response) : null;
+      if (retry) {
+        if (!done) done = exportsPanel.waiting();
+        exportsPanel.show(retry.body);
+        await sleep(retry.ms, options.signal);
+        continue;
+      }
+      if (!response.ok) throw new ApiError(await errorFrom(response), response.status, url);
+      return as === 'blob' ? response.blob() : response.json();
+    }
+  } finally {
+    if (done) done();
   }
-  if (!response.ok) throw new ApiError(await errorFrom(response), response.status, url);
-  return as === 'blob' ? response.blob() : response.json();
 }
 
 const post = (url, body, signal) => request(url, { method: 'POST', body, signal });
@@ -98,6 +137,15 @@ export const depthSweep = (p, signal) => request(`/api/gradients/depth-sweep${qu
 export function featureMap(name, p, signal) {
   const q = query({ image_id: p.imageId, tap: p.tap, channel: p.channel, gates: p.gates, bn: p.bn, weights: p.weights });
   return request(`/api/models/${encodeURIComponent(name)}/featuremap${q}`, { signal });
+}
+
+// Keep a stored image through the store's evictions (an embed link or a preset now refers to it).
+export function pinImage(id) {
+  if (!/^[0-9a-f]{64}$/.test(id || '')) return Promise.resolve(null);
+  return request(`/api/images/${id}/pin`, { method: 'POST' }).catch((err) => {
+    console.warn('resviz: could not pin the image', err);
+    return null;
+  });
 }
 
 /** GET a JSON document (throws ApiError with the server's message on failure). */

@@ -12,6 +12,7 @@ import * as batchnorm from './views/batchnorm.js';
 import * as gradients from './views/gradients.js';
 import * as residuals from './views/residuals.js';
 import { initShare } from './share.js';
+import { watch as watchExports } from './exports.js';
 
 const VIEW_MODULES = { activations, featuremaps, batchnorm, gradients, residuals };
 const $ = (id) => document.getElementById(id);
@@ -465,6 +466,7 @@ async function restoreFromUrl() {
 
 async function boot() {
   applyHidden();
+  watchExports(); // exports running on the server (say the defaults after a fresh start) show with progress
   bindEvents();
   initShare(app).then(applyHidden); // lecture tools under every chart (hide=share hides them)
   syncControls();

@@ -2,7 +2,7 @@
 // page's "+ Preset" buttons), then share it as one link. /presets/play?steps=<base64url JSON>: show one
 // step at a time in an iframe (an /embed/ chart or the Explore page with hide=), ← → to move.
 // A step is {title, chart, mode: 'embed' | 'page', query, hide}; the server checks shared steps.
-import { iframeCode, loadSteps, saveSteps } from './share.js';
+import { iframeCode, loadSteps, pinStepImages, saveSteps } from './share.js';
 
 const data = JSON.parse(document.getElementById('presets-data').textContent);
 const charts = Object.fromEntries(data.charts.map((c) => [c.id, c]));
@@ -114,6 +114,7 @@ function editor() {
     else if (act === 'copy-embed') {
       const step = { ...steps[i], mode: 'embed' };
       const code = iframeCode(charts[step.chart], new URLSearchParams(step.query || '').toString().replace(/%2C/g, ','));
+      pinStepImages([step]);
       try {
         await navigator.clipboard.writeText(code);
         note(`Embed code of step ${i + 1} copied`);
@@ -127,6 +128,7 @@ function editor() {
 
   $('share').addEventListener('click', async () => {
     const url = playUrl(steps);
+    pinStepImages(steps);
     $('share-url').value = url;
     $('open-share').href = url;
     $('share-box').hidden = false;

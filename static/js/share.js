@@ -2,6 +2,8 @@
 // HTML / PNG / SVG, or add it to the preset being composed (kept in localStorage, edited on /presets).
 // The chart list (ids, titles, which element on this page) comes from GET /api/charts.
 
+import { pinImage } from './api.js';
+
 export const PRESET_KEY = 'resviz.preset.steps';
 const EMBED_KEYS = ['model', 'weights', 'image', 'gates', 'bn', 'layer', 'block', 'channel', 'range'];
 const DEFAULTS = { gates: 'all-on', bn: 'running', range: 'common' };
@@ -25,7 +27,18 @@ export function addStep(step) {
   const steps = loadSteps();
   steps.push(step);
   saveSteps(steps);
+  pinStepImages([step]);
   return steps.length;
+}
+
+// A stored image used by an embed link or a preset is pinned: the store then never evicts it.
+export function pinStepImages(steps) {
+  const ids = new Set();
+  for (const step of steps) {
+    const id = new URLSearchParams(step.query || '').get('image');
+    if (id && /^[0-9a-f]{64}$/.test(id)) ids.add(id);
+  }
+  return Promise.all([...ids].map(pinImage));
 }
 
 // ------------------------------------------------------------ links
@@ -153,6 +166,7 @@ export async function initShare(app) {
       if (act === 'embed') {
         const code = iframeCode(chart, query());
         hooks.lastEmbed = code;
+        hooks.lastPin = pinImage(app.state.image);
         if (await copyText(code)) say('Embed code copied');
         else showCode(code);
       } else if (act === 'png' || act === 'svg') {

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -43,7 +44,13 @@ def free_port() -> int:
 class LiveServer:
     """Start ``create_app(Settings(...))`` under uvicorn in a subprocess; ``url`` once it answers /healthz."""
 
-    def __init__(self, data_dir: Path, models: tuple[str, ...] = ("resnet20",), models_dir: Path | None = None) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        models: tuple[str, ...] = ("resnet20",),
+        models_dir: Path | None = None,
+        wait_exports: bool = True,
+    ) -> None:
         self.data_dir = Path(data_dir)
         self.models = models
         self.models_dir = models_dir or REPO / "models"  # the repo's export cache
@@ -51,9 +58,10 @@ class LiveServer:
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = self.data_dir / "server.log"
         self.proc: subprocess.Popen | None = None
+        self.wait_exports = wait_exports
 
     def start(self, timeout: float = 300) -> str:
-        """Launch and wait for /healthz (the lifespan may export missing models first)."""
+        """Launch and wait for /healthz, then (with ``wait_exports``) until the background exports are done."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
         env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
         args = [sys.executable, "-c", LAUNCHER, str(self.models_dir), str(self.data_dir), str(self.port)]
@@ -65,12 +73,18 @@ class LiveServer:
                 raise RuntimeError(f"the server exited ({self.proc.returncode}):\n{self.log_tail()}")
             try:
                 with urllib.request.urlopen(f"{self.url}/healthz", timeout=2) as r:
-                    if r.status == 200:
+                    if r.status == 200 and (not self.wait_exports or not self.exports_busy()):
                         return self.url
             except OSError:
-                time.sleep(0.25)
+                pass
+            time.sleep(0.25)
         self.stop()
         raise RuntimeError(f"the server did not answer /healthz within {timeout:.0f} s:\n{self.log_tail()}")
+
+    def exports_busy(self) -> bool:
+        """Whether the server's export worker has exports pending (GET /api/exports)."""
+        with urllib.request.urlopen(f"{self.url}/api/exports", timeout=5) as r:
+            return bool(json.loads(r.read())["busy"])
 
     def log_tail(self, lines: int = 30) -> str:
         """The end of the server's output."""

@@ -15,7 +15,7 @@ from tests.browser.conftest import SCREENSHOTS
 from tests.browser.live_server import REPO, LiveServer, free_port
 
 SAMPLE = REPO / "static" / "samples" / "shapes-32.png"
-EMBED_STATUS = "document.body && ['drawn', 'error'].includes(document.body.dataset.status)"
+EMBED_STATUS = "() => document.body && ['drawn', 'error'].includes(document.body.dataset.status)"
 TRACES_JS = """(sel) => {
   const el = document.querySelector(sel);
   if (!el || !el.data) return 0;
@@ -79,7 +79,7 @@ def test_exported_html_renders_with_the_network_off(browser, server, shot) -> No
         ]:
             html = fetch(f"{server.url}/api/export/{chart}.html?model=resnet20&image=shapes-32{extra}")
             page.set_content(html, wait_until="load")
-            page.wait_for_function("document.querySelector('#chart.js-plotly-plot') !== null", timeout=30_000)
+            page.wait_for_function("() => document.querySelector('#chart.js-plotly-plot') !== null", timeout=30_000)
             assert page.evaluate(TRACES_JS, "#chart") > 0, chart
             assert page.locator("#chart .main-svg").count() >= 1
             assert page.locator(".caption").inner_text().strip(), "the caption travels with the chart"
@@ -146,11 +146,11 @@ def test_stored_image_embed_survives_restart(browser, tmp_path: Path, shot) -> N
 
 def test_main_page_share_tools_and_presets(page, server, shot) -> None:  # noqa: ANN001
     page.goto("/?model=resnet20&image=shapes-32")
-    page.wait_for_function("window.__resviz && window.__resviz.renders > 0", timeout=90_000)
+    page.wait_for_function("() => window.__resviz && window.__resviz.renders > 0", timeout=90_000)
     tools = page.locator(".chart-tools[data-chart=prediction]")
     tools.wait_for()
     tools.locator("[data-act=embed]").click()
-    page.wait_for_function("window.__resviz.lastEmbed")
+    page.wait_for_function("() => window.__resviz.lastEmbed")
     code = page.evaluate("window.__resviz.lastEmbed")
     assert code.startswith(f'<iframe src="{server.url}/embed/prediction?model=resnet20&amp;image=shapes-32"'), code
     assert 'width="800" height="450"' in code
@@ -190,13 +190,13 @@ def test_main_page_share_tools_and_presets(page, server, shot) -> None:  # noqa:
     wait_embed(frame_with(page, "/embed/activations"))
     assert page.inner_text("#step-index") == "1"
     page.keyboard.press("ArrowRight")
-    page.wait_for_function("window.__presets.index === 1")
-    page.wait_for_function("document.getElementById('stage').src.includes('/embed/prediction')")
+    page.wait_for_function("() => window.__presets.index === 1")
+    page.wait_for_function("() => document.getElementById('stage').src.includes('/embed/prediction')")
     wait_embed(frame_with(page, "/embed/prediction"))
     assert page.url.endswith("#2") and page.is_disabled("#next")
     shot(page, "embed-presets-play")
     page.keyboard.press("ArrowLeft")
-    page.wait_for_function("window.__presets.index === 0")
+    page.wait_for_function("() => window.__presets.index === 0")
 
 
 def _numbers(values) -> list:  # noqa: ANN001

@@ -55,7 +55,7 @@ def open_view(page, view: str) -> None:
 
 def test_upload_draws_feature_maps_and_charts(page, shot) -> None:
     page.goto("/?model=resnet20")
-    page.wait_for_function("window.__resviz && window.__resviz.ready")
+    page.wait_for_function("() => window.__resviz && window.__resviz.ready")
     page.set_input_files("#file", str(SAMPLES / "shapes-32.png"))
     wait_rendered(page)
     assert re.search(r"[?&]image=[0-9a-f]{64}", page.url), page.url
@@ -71,7 +71,7 @@ def test_upload_draws_feature_maps_and_charts(page, shot) -> None:
     assert cells.count() == 8
     loaded = "[...document.querySelectorAll('#fm-grid img')].every((i) => i.complete && i.naturalWidth > 0)"
     assert page.evaluate(loaded)
-    page.wait_for_function("document.getElementById('chart-channel').data")
+    page.wait_for_function("() => document.getElementById('chart-channel').data")
     assert page.evaluate("document.getElementById('chart-channel').data[0].z.length") == 32
     second = cells.nth(1).locator("xpath=..").get_attribute("data-channel")
     cells.nth(1).click()
@@ -81,7 +81,7 @@ def test_upload_draws_feature_maps_and_charts(page, shot) -> None:
     )
     page.fill("#fm-overlay", "0.5")
     page.dispatch_event("#fm-overlay", "input")
-    page.wait_for_function("(document.getElementById('chart-channel').layout.images || []).length === 1")
+    page.wait_for_function("() => (document.getElementById('chart-channel').layout.images || []).length === 1")
     shot(page, "explore-featuremaps")
 
 
@@ -97,7 +97,7 @@ def test_batchnorm_and_residual_views(page, shot) -> None:
     before = trace_values(page, "chart-bn")
     page.fill("#bn-gamma", "2")
     page.dispatch_event("#bn-gamma", "input")
-    page.wait_for_function("document.getElementById('bn-gamma-value').textContent === '2'")
+    page.wait_for_function("() => document.getElementById('bn-gamma-value').textContent === '2'")
     preview_x = page.evaluate("document.getElementById('chart-bn').data[2].x")
     assert len(preview_x) == before[2] // 2 and preview_x[-1] > preview_x[0]
     shot(page, "explore-batchnorm")
@@ -107,8 +107,10 @@ def test_batchnorm_and_residual_views(page, shot) -> None:
     assert len(page.evaluate("document.getElementById('chart-scatter').data[0].x")) > 500
     n = renders(page)
     page.click('.blk[data-block="layer3.0"]')
-    page.wait_for_function("document.getElementById('res-block').value === 'layer3.0'")
-    page.wait_for_function("document.getElementById('chart-scatter').layout.xaxis.title.text.includes('layer3.0')")
+    page.wait_for_function("() => document.getElementById('res-block').value === 'layer3.0'")
+    page.wait_for_function(
+        "() => document.getElementById('chart-scatter').layout.xaxis.title.text.includes('layer3.0')"
+    )
     assert renders(page) == n, "selecting a block redraws charts without a new analysis"
     shot(page, "explore-residuals")
 
@@ -138,7 +140,7 @@ def test_bad_file_shows_a_readable_error(page, shot, tmp_path) -> None:
     bad = tmp_path / "not-an-image.png"
     bad.write_text("this is a text file, not a PNG\n")
     page.goto("/?model=resnet20")
-    page.wait_for_function("window.__resviz && window.__resviz.ready")
+    page.wait_for_function("() => window.__resviz && window.__resviz.ready")
     page.set_input_files("#file", str(bad))
     page.wait_for_selector("#error:not([hidden])")
     message = page.locator("#error .error-text").inner_text()
@@ -150,7 +152,7 @@ def test_bad_file_shows_a_readable_error(page, shot, tmp_path) -> None:
 
 def test_url_state_survives_reload(page) -> None:
     page.goto("/?model=resnet20")
-    page.wait_for_function("window.__resviz && window.__resviz.ready")
+    page.wait_for_function("() => window.__resviz && window.__resviz.ready")
     page.click('#sample-list [data-sample="shapes-32"]')
     wait_rendered(page)
     assert "image=shapes-32" in page.url
@@ -160,10 +162,10 @@ def test_url_state_survives_reload(page) -> None:
     wait_rendered(page, n)
     open_view(page, "batchnorm")
     page.click('.blk[data-block="layer2.1"]')
-    page.wait_for_function("document.getElementById('bn-layer').value === 'layer2.1.bn2'")
+    page.wait_for_function("() => document.getElementById('bn-layer').value === 'layer2.1.bn2'")
     page.fill("#bn-channel", "3")
     page.dispatch_event("#bn-channel", "change")
-    page.wait_for_function("new URL(location).searchParams.get('channel') === '3'")
+    page.wait_for_function("() => new URL(location).searchParams.get('channel') === '3'")
 
     snapshot_js = """() => ({
       state: window.__resviz.state(),
