@@ -14,7 +14,7 @@ from fastapi import FastAPI, Request  # noqa: E402
 from fastapi.responses import FileResponse, JSONResponse, Response  # noqa: E402
 from fastapi.staticfiles import StaticFiles  # noqa: E402
 
-from app.api import analyze, chapter, embed, gradients, images, lab, models, pages  # noqa: E402
+from app.api import analyze, apidocs, chapter, embed, gradients, images, lab, models, pages  # noqa: E402
 from app.config import Settings, get_settings  # noqa: E402
 from app.runtime.registry import ExportError, ModelRegistry, UnknownModelError  # noqa: E402
 from app.runtime.service import AnalysisService, RequestError  # noqa: E402
@@ -96,6 +96,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         title="resviz",
         version="0.1.0",
         lifespan=lifespan,
+        docs_url=None,  # /docs and /redoc come from app.api.apidocs, with their assets served offline
+        redoc_url=None,
         description="Interactive visualizer of residual networks, served by ONNX Runtime.",
     )
     app.state.settings = settings
@@ -143,7 +145,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
 
     app.mount("/static", StaticFiles(directory=ROOT / "static"), name="static")
-    routers = (models, analyze, gradients, images, pages, embed, chapter, lab)
+    routers = (models, analyze, gradients, images, pages, embed, chapter, lab, apidocs)
     for router in (m.router for m in routers):
         app.include_router(router)
     return app

@@ -146,17 +146,36 @@ class AnalysisService:
             self.cache.put(key, hit)
         return hit
 
-    def depth_sweep(self, blob: bytes, *, weights: str, bn: str | None) -> Payload:
-        """First-layer gradient norm against depth, residual and plain."""
+    def depth_sweep(
+        self, blob: bytes, *, weights: str, bn: str | None, depths: tuple[int, ...] | None = None
+    ) -> Payload:
+        """First-layer gradient norm against depth, residual and plain (rows cached one depth at a time)."""
+        from app.runtime import sweeps
+
         try:
             mode = parse_bn(bn)
         except ValueError as exc:
             raise RequestError(str(exc)) from None
         if weights not in ("init", "trained"):
             raise RequestError("weights for the depth sweep must be 'init' or 'trained'")
-        key = ("sweep", sha256_bytes(blob), weights, mode)
-        hit = self.cache.get(key)
-        if hit is None:
-            hit = Payload.of(grad.depth_sweep(self.registry, blob, weights, mode, self.images))
-            self.cache.put(key, hit)
-        return hit
+        depths = grad.SWEEP_DEPTHS if depths is None else depths
+        bad = [d for d in depths if d not in grad.SWEEP_DEPTHS]
+        if bad or not depths:
+            raise RequestError(f"depths must be some of {', '.join(map(str, grad.SWEEP_DEPTHS))}, got {bad or 'none'}")
+        sha = sha256_bytes(blob)
+        rows, sources = [], set()
+        for depth in dict.fromkeys(depths):
+            key = ("sweep-row", sha, weights, mode, depth)
+            row = self.cache.get(key)
+            if row is None:
+                variants = self.registry.variants(f"resnet{depth}")
+                row = sweeps.precomputed_row(sha, weights, mode, depth, variants)
+                if row is None:
+                    row = grad.sweep_row(self.registry, depth, blob, weights, mode, self.images)
+                    row = {**sweeps.with_fingerprints(row), "source": "computed"}
+                else:
+                    row = {**row, "source": "precomputed"}
+                self.cache.put(key, row)
+            rows.append(row)
+            sources.add(row.get("source", "computed"))
+        return Payload.of(grad.sweep_payload(rows, weights, mode, "+".join(sorted(sources))))
