@@ -35,7 +35,11 @@ class Settings(BaseSettings):
     cache_entries: int = 64  # analysis results kept in the LRU cache
     feature_maps_k: int = 8  # channels per tap shown as thumbnails
     store_max_bytes: int = 512 * 1024 * 1024  # stored-image budget
-    embed_frame_ancestors: str = "'self' http://localhost:* http://127.0.0.1:*"  # who may iframe /embed/*
+    # Who may put /embed/* in an iframe: by default any page, whether a deck opened from disk (file:,
+    # which '*' does not cover) or one served over http or https. Safe for those pages alone: they are
+    # read-only charts (GET, no forms, no login or cookies), so a framing page has nothing to click
+    # through; every other page keeps frame-ancestors 'self'. Narrow it to your course site's origins.
+    embed_frame_ancestors: str = "'self' file: http: https:"
 
 
 @lru_cache

@@ -927,7 +927,8 @@ def _change_text(c: float) -> str:
 
 
 def sweep_figure(sweep: dict) -> Fig:
-    """First-layer gradient norm against depth, residual and plain."""
+    """First-layer gradient norm against depth, residual and plain (fallback rows drawn as x and named)."""
+    rows = sweep.get("rows") or []
     data = [
         {
             "type": "scatter",
@@ -935,21 +936,38 @@ def sweep_figure(sweep: dict) -> Fig:
             "name": name,
             "x": sweep["depths"],
             "y": sweep[key],
+            "connectgaps": False,
             "line": {"color": RUN_COLORS[key], "dash": dash, "width": 2},
-            "marker": {"size": 7},
-            "hovertemplate": f"depth %{{x}}<br>first-layer ‖∂L/∂W‖ = %{{y:.3e}}<extra>{name}</extra>",
+            "marker": {"size": 8, "symbol": ["x" if r.get("fallback") else "circle" for r in rows]},
+            "customdata": [r[key]["weights"] for r in rows] or None,
+            "hovertemplate": f"depth %{{x}}<br>first-layer ‖∂L/∂W‖ = %{{y:.3e}}<br>weights: %{{customdata}}"
+            f"<extra>{name}</extra>",
         }
         for key, name, dash in (("residual", "residual", "solid"), ("plain", "plain (shortcuts off)", "dash"))
     ]
+    annotations = [
+        {
+            "x": r["depth"],
+            "y": 1,
+            "yref": "paper",
+            "yanchor": "bottom",
+            "showarrow": False,
+            "font": {"size": 10, "color": "#a33"},
+            "text": f"{r['residual']['weights']} weights",
+        }
+        for r in rows
+        if r.get("fallback")
+    ]
     layout = base_layout(
         showlegend=True,
+        margin={"l": 64, "r": 16, "t": 48, "b": 44},
         xaxis=axis("depth (CIFAR ResNet-6n+2)", tickvals=sweep["depths"]),
         yaxis=axis("first-layer gradient norm (log)", type="log", **log_ticks(y for t in data for y in t["y"])),
+        annotations=annotations,
     )
     n = len(sweep["depths"]) - 1
-    rows = sweep.get("rows") or []
-    if rows:
-        used = f" (weights: residual {rows[0]['residual']['weights']}, plain {rows[0]['plain']['weights']})"
+    if sweep.get("weights") == "trained":
+        used = " (trained weights; the plain curve uses the plain twins)"
     else:
         used = f" ({sweep['weights']} weights)" if sweep.get("weights") else ""
     layer = f"the {sweep['layer']}" if sweep.get("layer") else "the first layer"
@@ -957,13 +975,33 @@ def sweep_figure(sweep: dict) -> Fig:
         f"Gradient norm at {layer} of CIFAR ResNets of depth {', '.join(map(str, sweep['depths']))}{used}, "
         "with all shortcuts on and all off, for one probe image. "
     )
-    r = sweep["residual"][n] / sweep["residual"][0] if sweep["residual"][0] > 0 else None
-    p = sweep["plain"][n] / sweep["plain"][0] if sweep["plain"][0] > 0 else None
-    if r is not None and p is not None:
+
+    def ratio(v: list) -> float | None:
+        return v[n] / v[0] if _finite(v[0]) and _finite(v[n]) and v[0] > 0 else None
+
+    r, p = ratio(sweep["residual"]), ratio(sweep["plain"])
+    if n > 0 and r is not None and p is not None:
         text += (
             f"From depth {sweep['depths'][0]} to {sweep['depths'][n]} it {_change_text(r)} with shortcuts and "
             f"{_change_text(p)} without. "
         )
+    fallback = [row for row in rows if row.get("fallback")]
+    if fallback:
+        text += (
+            f"Not every depth has {sweep['weights']} weights: "
+            + "; ".join(f"depth {row['depth']} ({row['note']})" for row in fallback)
+            + "; those points are drawn as ×. "
+        )
+    elif sweep.get("weights") == "trained" and rows:
+        text += (
+            "Every depth uses its own trained weights: the residual nets trained with shortcuts, "
+            "the plain ones trained without. "
+        )
+    missing = [
+        r["depth"] for r in rows if not (_finite(r["residual"]["first_grad"]) and _finite(r["plain"]["first_grad"]))
+    ]
+    if missing:
+        text += f"No number for depth {', '.join(map(str, missing))}: the gradient overflowed float32, left out. "
     if sweep.get("bn") == "running" and rows and all(row["residual"]["weights"] == "init" for row in rows):
         text += (
             "These are untrained weights whose running statistics are mean 0, variance 1, so BN does not rescale "
@@ -1183,6 +1221,25 @@ def residual_histogram_figure(analysis: dict, sel: Selection) -> Fig:
 # ---------------------------------------------------------------- prediction (charts/prediction.js)
 
 
+IMAGENET_NAMES = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152")
+
+
+def untrained_warning(model: dict) -> str | None:
+    """The untrained-weights warning for a prediction (None for trained or imported weights); as prediction.js."""
+    if model.get("weights") != "init":
+        return None
+    name = model["name"]
+    if model.get("family") == "imagenet" or name in IMAGENET_NAMES:
+        return (
+            f"He-init weights: the prediction means nothing; `resviz weights fetch {name}` or import torchvision's "
+            f"file (`resviz weights import FILE.pth --model {name} --as imagenet`)."
+        )
+    return (
+        "He-init weights: the prediction means nothing; choose the trained weights "
+        f"(the default for {name}) to see what the network learned."
+    )
+
+
 def prediction_figure(analysis: dict) -> Fig:
     """Top-5 softmax probabilities as horizontal bars."""
     top = analysis["prediction"][0]["top"]
@@ -1200,18 +1257,39 @@ def prediction_figure(analysis: dict) -> Fig:
             "hovertemplate": "%{y}<br>class %{customdata}<br>p = %{x:.4f}<extra></extra>",
         }
     ]
+    model = analysis["model"]
+    warning = untrained_warning(model)
     layout = base_layout(
-        margin={"l": 8, "r": 12, "t": 8, "b": 36},
+        margin={"l": 8, "r": 12, "t": 40 if warning else 8, "b": 36},
         xaxis=axis("probability", rangemode="tozero", tickformat=".2%" if top[0]["probability"] < 0.05 else ".0%"),
         yaxis={"automargin": True},
         bargap=0.25,
+        annotations=[
+            {
+                "xref": "paper",
+                "yref": "paper",
+                "x": 0,
+                "y": 1,
+                "yanchor": "bottom",
+                "xanchor": "left",
+                "showarrow": False,
+                "align": "left",
+                "bgcolor": "#fff4e5",
+                "bordercolor": "#d9822b",
+                "borderpad": 3,
+                "font": {"size": 11, "color": "#8a4b0f"},
+                "text": "⚠ He-init weights: the prediction means nothing",
+            }
+        ]
+        if warning
+        else [],
     )
-    model = analysis["model"]
     n = model.get("num_classes") or (10 if model.get("family") == "cifar" else 1000)
     p1 = top[0]["probability"]
     uniform = 1 / n
     margin = p1 / top[1]["probability"] if len(top) > 1 and top[1]["probability"] > 0 else None
-    text = f"Top-5 softmax probabilities of {model['name']} ({model['weights']} weights, {n} classes). "
+    text = f"{warning} " if warning else ""
+    text += f"Top-5 softmax probabilities of {model['name']} ({model['weights']} weights, {n} classes). "
     text += f"The top class, “{top[0]['label']}”, has p = {num(p1, 3)}, {num(p1 / uniform, 3)}× the uniform 1/{n}"
     text += f" and {num(margin, 3)}× the runner-up." if margin else "."
     if p1 < 5 * uniform:
