@@ -44,7 +44,7 @@ const target = async () => (await api.gradients(cfg.model, params({ gates: 'all-
 const BUILDERS = {
   activations: (a) => depthFigure(a, { layer: chosenLayer(a).id, block: cfg.block }),
   histogram: (a) => layerHistogramFigure(chosenLayer(a)),
-  heatmap: (a) => depthHeatmapFigure(a, { range: cfg.range, layer: chosenLayer(a).id }),
+  heatmap: (a) => depthHeatmapFigure(a, { range: cfg.range, layer: chosenLayer(a).id, height: Math.max(300, chartEl.clientHeight || 480) }),
   async featuremaps(a) {
     const tap = nearestLayer(a, (l) => Boolean(a.feature_maps[l.id]));
     if (!tap) throw new Error('this analysis has no feature maps');
