@@ -672,11 +672,12 @@ def heatmap_figure(analysis: dict, sel: Selection) -> Fig:
                 "name": f"{side} tail",
                 "y": y,
                 "x": [None if e[side] is None else sign * e[side] for e in tails],
-                "text": tail_hover[side],
+                "hovertext": tail_hover[side],
+                "textposition": "none",
                 "marker": {"color": color},
                 "xaxis": "x2",
                 "yaxis": "y",
-                "hovertemplate": "%{text}<extra></extra>",
+                "hovertemplate": "%{hovertext}<extra></extra>",
                 "showlegend": False,
             }
             for side, sign, color in (("low", -1, "#6a51a3"), ("high", 1, "#d6404e"))

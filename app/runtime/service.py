@@ -165,10 +165,10 @@ class AnalysisService:
         sha = sha256_bytes(blob)
         rows, sources = [], set()
         for depth in dict.fromkeys(depths):
-            key = ("sweep-row", sha, weights, mode, depth)
+            variants = self.registry.variants(f"resnet{depth}")  # new weights make a new row
+            key = ("sweep-row", sha, weights, mode, depth, tuple(variants))
             row = self.cache.get(key)
             if row is None:
-                variants = self.registry.variants(f"resnet{depth}")
                 row = sweeps.precomputed_row(sha, weights, mode, depth, variants)
                 if row is None:
                     row = grad.sweep_row(self.registry, depth, blob, weights, mode, self.images)

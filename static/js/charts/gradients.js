@@ -110,6 +110,16 @@ export function depthSweepFigure(sweep) {
       x: row.depth, y: 1, yref: 'paper', yanchor: 'bottom', showarrow: false, font: { size: 10, color: '#a33' },
       text: `${row.residual.weights} weights`,
     }));
+  for (const row of rows) {
+    for (const key of ['residual', 'plain']) {
+      if (!finite(row[key]?.first_grad)) {
+        annotations.push({
+          x: row.depth, y: key === 'plain' ? 0.06 : 0.14, yref: 'paper', showarrow: false, font: { size: 10, color: RUN_COLORS[key] },
+          text: `${key}: no number<br>(float32 overflow)`,
+        });
+      }
+    }
+  }
   if (sweep.pending) {
     annotations.push({
       xref: 'paper', yref: 'paper', x: 1, y: 0, xanchor: 'right', yanchor: 'bottom', showarrow: false,

@@ -103,12 +103,12 @@ export function depthHeatmapFigure(analysis, { range = 'common', layer, height =
       hovertemplate: '%{text}<br>fraction 10^%{z:.2f}<extra></extra>', hoverongaps: false,
     },
     {
-      type: 'bar', orientation: 'h', name: 'low tail', y, x: tails.map((t) => (t.low === null ? null : -t.low)), text: tailHover('low'),
-      marker: { color: '#6a51a3' }, xaxis: 'x2', yaxis: 'y', hovertemplate: '%{text}<extra></extra>', showlegend: false,
+      type: 'bar', orientation: 'h', name: 'low tail', y, x: tails.map((t) => (t.low === null ? null : -t.low)), hovertext: tailHover('low'), textposition: 'none',
+      marker: { color: '#6a51a3' }, xaxis: 'x2', yaxis: 'y', hovertemplate: '%{hovertext}<extra></extra>', showlegend: false,
     },
     {
-      type: 'bar', orientation: 'h', name: 'high tail', y, x: tails.map((t) => t.high), text: tailHover('high'),
-      marker: { color: '#d6404e' }, xaxis: 'x2', yaxis: 'y', hovertemplate: '%{text}<extra></extra>', showlegend: false,
+      type: 'bar', orientation: 'h', name: 'high tail', y, x: tails.map((t) => t.high), hovertext: tailHover('high'), textposition: 'none',
+      marker: { color: '#d6404e' }, xaxis: 'x2', yaxis: 'y', hovertemplate: '%{hovertext}<extra></extra>', showlegend: false,
     },
   ];
   const li = layers.findIndex((l) => l.id === layer);
