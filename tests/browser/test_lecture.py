@@ -83,7 +83,7 @@ def test_gradients_view_default_state(lpage, shot) -> None:  # noqa: ANN001
     sweep = lpage.evaluate(TRACE_VALUES_JS, "chart-sweep")
     rows = lpage.evaluate("fetch('/api/gradients/depth-sweep').then((r) => r.json())")
     finite = [sum(v is not None for v in rows[k]) for k in ("residual", "plain")]
-    assert sweep == [2 * f for f in finite] and min(finite) >= 4, f"every finite depth is drawn: {sweep} {finite}"
+    assert sweep == [5 + f for f in finite] and min(finite) >= 4, f"every finite depth is drawn: {sweep} {finite}"
     notes = lpage.evaluate("document.getElementById('chart-sweep').layout.annotations.map((a) => a.text)")
     assert sum("no number" in t for t in notes) == 10 - sum(finite), "a missing value is said in the chart"
     symbols = lpage.evaluate("document.getElementById('chart-sweep').data.map((t) => t.marker.symbol)")
