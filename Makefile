@@ -52,11 +52,13 @@ bench-load: $(VENV)/.dev
 bench-first-run:
 	$(PYTHON) bench/first_run.py
 
-# Re-create the shipped CIFAR weights (trained on the generated data set; ~1 h on 2 cores), then export them.
+# Re-create the shipped CIFAR weights (trained on the generated data set; ~1.5 h on 2 cores), export them
+# and precompute the depth sweep for the probe image (models/weights/depth-sweep.json).
 weights: $(VENV)/.base
 	bash scripts/make_weights.sh
-	$(VENV)/bin/resviz export resnet20 resnet56 resnet110 --weights trained
-	$(VENV)/bin/resviz export resnet20 resnet56 resnet110 --weights plain
+	$(VENV)/bin/resviz export resnet20 resnet32 resnet44 resnet56 resnet110 --weights trained
+	$(VENV)/bin/resviz export resnet20 resnet32 resnet44 resnet56 resnet110 --weights plain
+	$(PY) scripts/depth_sweep.py
 
 export: $(VENV)/.base
 	$(VENV)/bin/resviz export --all

@@ -44,7 +44,11 @@ class Settings(BaseSettings):
     header_timeout_s: float = 10.0  # a connection whose request headers take longer is closed
     feature_maps_k: int = 8  # channels per tap shown as thumbnails
     store_max_bytes: int = 512 * 1024 * 1024  # stored-image budget
-    embed_frame_ancestors: str = "'self' http://localhost:* http://127.0.0.1:*"  # who may iframe /embed/*
+    # Who may put /embed/* in an iframe: by default any page, whether a deck opened from disk (file:,
+    # which '*' does not cover) or one served over http or https. Safe for those pages alone: they are
+    # read-only charts (GET, no forms, no login or cookies), so a framing page has nothing to click
+    # through; every other page keeps frame-ancestors 'self'. Narrow it to your course site's origins.
+    embed_frame_ancestors: str = "'self' file: http: https:"
     admin_token: SecretStr | None = None  # operator token for image management over HTTP (off when unset)
     upload_rate_per_minute: float = 20.0  # image uploads per client address, refilled continuously
     upload_burst: int = 10  # uploads a client may make at once before the rate applies

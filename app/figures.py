@@ -575,6 +575,31 @@ def _log10_fraction(k: float, n: float) -> float | None:
     return math.log10(k / n) if k > 0 and n > 0 else None
 
 
+def row_ticks(n: int, selected: int, plot_height: float) -> list[int]:
+    """Row labels that never overlap (>= 11 px apart); the chosen row always labelled (as heatmap.js)."""
+    step = max(1, math.ceil(11 * n / max(plot_height, 1)))
+    ticks = [i for i in range(0, n, step) if selected < 0 or abs(i - selected) >= step or i == selected]
+    if selected >= 0 and selected not in ticks:
+        ticks.append(selected)
+    return sorted(ticks)
+
+
+def tail_extents(layers: list[dict]) -> list[dict]:
+    """How far each tap's min and max reach beyond its histogram range, in units of its width (as heatmap.js)."""
+    out = []
+    for t in layers:
+        e = t["histogram"]["edges"]
+        span = (e[-1] - e[0]) or 1.0
+        lo, hi = t["stats"].get("min"), t["stats"].get("max")
+        out.append(
+            {
+                "low": max(0.0, (e[0] - lo) / span) if _finite(lo) else None,
+                "high": max(0.0, (hi - e[-1]) / span) if _finite(hi) else None,
+            }
+        )
+    return out
+
+
 def heatmap_figure(analysis: dict, sel: Selection) -> Fig:
     """Every tap's histogram as one row; colour is log10 of the fraction per bin."""
     layers = analysis["layers"]
@@ -601,22 +626,26 @@ def heatmap_figure(analysis: dict, sel: Selection) -> Fig:
             ]
             for t in layers
         ]
-    flows = [
-        [_log10_fraction(t["histogram"][k], t["histogram"]["sampled"]) for k in ("underflow", "overflow")]
-        for t in layers
-    ]
-    flow_hover = [
-        [
-            f"{t['id']}<br>underflow: {t['histogram']['underflow']} values below {num(t['histogram']['edges'][0])}",
-            f"{t['id']}<br>overflow: {t['histogram']['overflow']} values above {num(t['histogram']['edges'][-1])}",
-        ]
-        for t in layers
-    ]
+    tails = tail_extents(layers)
+    tail_hover = {
+        "low": [
+            f"{t['id']}<br>underflow: {t['histogram']['underflow']} values below {num(t['histogram']['edges'][0])}"
+            f"<br>min {num(t['stats'].get('min'))}: {num(e['low'], 2)}× the range width below it"
+            for t, e in zip(layers, tails, strict=True)
+        ],
+        "high": [
+            f"{t['id']}<br>overflow: {t['histogram']['overflow']} values above {num(t['histogram']['edges'][-1])}"
+            f"<br>max {num(t['stats'].get('max'))}: {num(e['high'], 2)}× the range width above it"
+            for t, e in zip(layers, tails, strict=True)
+        ],
+    }
     zmin = -4.3
     colorbar = {
         "title": {"text": "fraction", "side": "right"},
         "thickness": 12,
         "len": 0.9,
+        "x": 1.0,
+        "xanchor": "left",
         "tickvals": [-4, -3, -2, -1, 0],
         "ticktext": ["1e-4", "1e-3", "0.01", "0.1", "1"],
     }
@@ -636,27 +665,27 @@ def heatmap_figure(analysis: dict, sel: Selection) -> Fig:
             "hovertemplate": "%{text}<br>fraction 10^%{z:.2f}<extra></extra>",
             "hoverongaps": False,
         },
-        {
-            "type": "heatmap",
-            "x": ["under", "over"],
-            "y": y,
-            "z": flows,
-            "text": flow_hover,
-            "zmin": zmin,
-            "zmax": 0,
-            "colorscale": "Viridis",
-            "showscale": False,
-            "xaxis": "x2",
-            "yaxis": "y",
-            "hovertemplate": "%{text}<extra></extra>",
-            "hoverongaps": False,
-            "xgap": 2,
-        },
+        *(
+            {
+                "type": "bar",
+                "orientation": "h",
+                "name": f"{side} tail",
+                "y": y,
+                "x": [None if e[side] is None else sign * e[side] for e in tails],
+                "hovertext": tail_hover[side],
+                "textposition": "none",
+                "marker": {"color": color},
+                "xaxis": "x2",
+                "yaxis": "y",
+                "hovertemplate": "%{hovertext}<extra></extra>",
+                "showlegend": False,
+            }
+            for side, sign, color in (("low", -1, "#6a51a3"), ("high", 1, "#d6404e"))
+        ),
     ]
     layer = current_layer(analysis, sel)["id"]
     li = next(i for i, t in enumerate(layers) if t["id"] == layer)
-    tick_step = max(1, math.ceil(len(layers) / 28))
-    ticks = [i for i in y if i % tick_step == 0 or i == li]
+    ticks = row_ticks(len(layers), li, 480 - 64)
     xtitle = (
         "value (one range for every tap)"
         if sel.range == "common"
@@ -664,8 +693,14 @@ def heatmap_figure(analysis: dict, sel: Selection) -> Fig:
     )
     layout = base_layout(
         margin={"l": 120, "r": 8, "t": 16, "b": 48},
-        xaxis=axis(xtitle, domain=[0, 0.86]),
-        xaxis2={"domain": [0.88, 1], "tickfont": {"size": 10}, "fixedrange": True},
+        barmode="overlay",
+        bargap=0.15,
+        xaxis=axis(xtitle, domain=[0, 0.8]),
+        xaxis2={
+            **axis("", domain=[0.83, 0.95], fixedrange=True, zeroline=True, zerolinecolor="#999"),
+            "tickfont": {"size": 9},
+            "title": {"text": "tails beyond the range<br>(× its width)", "font": {"size": 10}},
+        },
         yaxis=axis(
             "", autorange="reversed", tickvals=ticks, ticktext=[layers[i]["id"] for i in ticks], tickfont={"size": 9}
         ),
@@ -694,7 +729,11 @@ def heatmap_figure(analysis: dict, sel: Selection) -> Fig:
     else:
         text += "Each row normalised to its own 0.1%–99.9% quantile range, so shapes compare but positions do not: "
     text += f"the widest range is {widest[0]} ({num(widest[1])}), the narrowest {narrowest[0]} ({num(narrowest[1])}). "
-    text += "The two right columns are each tap’s underflow and overflow (values beyond its own range)."
+    text += (
+        "Right: how far each tap’s values reach beyond its histogram range (the 0.1%–99.9% quantiles, so about "
+        "0.1% of the values on each side lie out there), left bars below its low edge, right bars above its high "
+        "edge, in units of the range’s width; hover for the counts."
+    )
     return {"data": data, "layout": layout, "caption": text}
 
 
@@ -774,26 +813,49 @@ def bn_figure(analysis: dict, sel: Selection) -> Fig:
             "line": {"shape": "hvh", "color": RUN_COLORS["current"], "width": 1.5},
             "xaxis": "x2",
             "yaxis": "y2",
-            "name": f"preview: γ={num(gamma)}, β={num(beta)}, ε={num(eps)} with channel {c}'s μ, σ²",
+            "name": f"preview: the left histogram through steps 3–4 with channel {c}'s μ, σ² "
+            f"(γ={num(gamma)}, β={num(beta)}, ε={num(eps)})",
             "x": bin_centres(edges),
             "y": counts,
             "hovertemplate": "preview<br>x ≈ %{x:.4g}<br>count %{y}<extra></extra>",
         },
     ]
-    note = {"xref": "paper", "yref": "paper", "y": 1.07, "showarrow": False, "xanchor": "left", "font": {"size": 12}}
+    note = {
+        "xref": "paper",
+        "yref": "paper",
+        "y": 1.01,
+        "yanchor": "bottom",
+        "showarrow": False,
+        "xanchor": "left",
+        "font": {"size": 12},
+    }
     layout = base_layout(
         showlegend=True,
-        legend={"orientation": "h", "y": -0.22, "x": 0, "font": {"size": 11}},
-        margin={"l": 56, "r": 16, "t": 28, "b": 30},
+        legend={"orientation": "h", "y": -0.16, "yanchor": "top", "x": 0, "font": {"size": 11}},
+        margin={"l": 56, "r": 16, "t": 40, "b": 70},
         bargap=0,
         grid={"rows": 1, "columns": 2, "pattern": "independent"},
-        xaxis=axis("", domain=[0, 0.47]),
+        xaxis=axis("value entering BN", domain=[0, 0.47]),
         yaxis=axis("count"),
-        xaxis2=axis("", domain=[0.53, 1]),
+        xaxis2=axis("value after BN", domain=[0.53, 1]),
         yaxis2=axis("", anchor="x2"),
         annotations=[
-            {**note, "text": f"before BN ({bn['input']}), all channels", "x": 0},
-            {**note, "text": f"after BN ({bn['id']}), all channels", "x": 0.53},
+            {**note, "text": f"<b>Before BN</b>: {bn['input']}, all channels", "x": 0},
+            {**note, "text": f"<b>After BN</b>: {bn['id']}, all channels", "x": 0.53},
+            {
+                "text": f"black line: one channel's transform (channel {c}) applied to every channel;<br>"
+                "it need not sit on the orange bars, which BN made channel by channel",
+                "xref": "paper",
+                "yref": "paper",
+                "x": 1,
+                "y": 0.98,
+                "xanchor": "right",
+                "yanchor": "top",
+                "align": "right",
+                "showarrow": False,
+                "font": {"size": 10, "color": "#444"},
+                "bgcolor": "rgba(255,255,255,0.8)",
+            },
         ],
     )
     b, a = hist_moments(before), hist_moments(after)
@@ -927,7 +989,8 @@ def _change_text(c: float) -> str:
 
 
 def sweep_figure(sweep: dict) -> Fig:
-    """First-layer gradient norm against depth, residual and plain."""
+    """First-layer gradient norm against depth, residual and plain (fallback rows drawn as x and named)."""
+    rows = sweep.get("rows") or []
     data = [
         {
             "type": "scatter",
@@ -935,21 +998,38 @@ def sweep_figure(sweep: dict) -> Fig:
             "name": name,
             "x": sweep["depths"],
             "y": sweep[key],
+            "connectgaps": False,
             "line": {"color": RUN_COLORS[key], "dash": dash, "width": 2},
-            "marker": {"size": 7},
-            "hovertemplate": f"depth %{{x}}<br>first-layer ‖∂L/∂W‖ = %{{y:.3e}}<extra>{name}</extra>",
+            "marker": {"size": 8, "symbol": ["x" if r.get("fallback") else "circle" for r in rows]},
+            "customdata": [r[key]["weights"] for r in rows] or None,
+            "hovertemplate": f"depth %{{x}}<br>first-layer ‖∂L/∂W‖ = %{{y:.3e}}<br>weights: %{{customdata}}"
+            f"<extra>{name}</extra>",
         }
         for key, name, dash in (("residual", "residual", "solid"), ("plain", "plain (shortcuts off)", "dash"))
     ]
+    annotations = [
+        {
+            "x": r["depth"],
+            "y": 1,
+            "yref": "paper",
+            "yanchor": "bottom",
+            "showarrow": False,
+            "font": {"size": 10, "color": "#a33"},
+            "text": f"{r['residual']['weights']} weights",
+        }
+        for r in rows
+        if r.get("fallback")
+    ]
     layout = base_layout(
         showlegend=True,
+        margin={"l": 64, "r": 16, "t": 48, "b": 44},
         xaxis=axis("depth (CIFAR ResNet-6n+2)", tickvals=sweep["depths"]),
         yaxis=axis("first-layer gradient norm (log)", type="log", **log_ticks(y for t in data for y in t["y"])),
+        annotations=annotations,
     )
     n = len(sweep["depths"]) - 1
-    rows = sweep.get("rows") or []
-    if rows:
-        used = f" (weights: residual {rows[0]['residual']['weights']}, plain {rows[0]['plain']['weights']})"
+    if sweep.get("weights") == "trained":
+        used = " (trained weights; the plain curve uses the plain twins)"
     else:
         used = f" ({sweep['weights']} weights)" if sweep.get("weights") else ""
     layer = f"the {sweep['layer']}" if sweep.get("layer") else "the first layer"
@@ -957,13 +1037,33 @@ def sweep_figure(sweep: dict) -> Fig:
         f"Gradient norm at {layer} of CIFAR ResNets of depth {', '.join(map(str, sweep['depths']))}{used}, "
         "with all shortcuts on and all off, for one probe image. "
     )
-    r = sweep["residual"][n] / sweep["residual"][0] if sweep["residual"][0] > 0 else None
-    p = sweep["plain"][n] / sweep["plain"][0] if sweep["plain"][0] > 0 else None
-    if r is not None and p is not None:
+
+    def ratio(v: list) -> float | None:
+        return v[n] / v[0] if _finite(v[0]) and _finite(v[n]) and v[0] > 0 else None
+
+    r, p = ratio(sweep["residual"]), ratio(sweep["plain"])
+    if n > 0 and r is not None and p is not None:
         text += (
             f"From depth {sweep['depths'][0]} to {sweep['depths'][n]} it {_change_text(r)} with shortcuts and "
             f"{_change_text(p)} without. "
         )
+    fallback = [row for row in rows if row.get("fallback")]
+    if fallback:
+        text += (
+            f"Not every depth has {sweep['weights']} weights: "
+            + "; ".join(f"depth {row['depth']} ({row['note']})" for row in fallback)
+            + "; those points are drawn as ×. "
+        )
+    elif sweep.get("weights") == "trained" and rows:
+        text += (
+            "Every depth uses its own trained weights: the residual nets trained with shortcuts, "
+            "the plain ones trained without. "
+        )
+    missing = [
+        r["depth"] for r in rows if not (_finite(r["residual"]["first_grad"]) and _finite(r["plain"]["first_grad"]))
+    ]
+    if missing:
+        text += f"No number for depth {', '.join(map(str, missing))}: the gradient overflowed float32, left out. "
     if sweep.get("bn") == "running" and rows and all(row["residual"]["weights"] == "init" for row in rows):
         text += (
             "These are untrained weights whose running statistics are mean 0, variance 1, so BN does not rescale "
@@ -1183,6 +1283,25 @@ def residual_histogram_figure(analysis: dict, sel: Selection) -> Fig:
 # ---------------------------------------------------------------- prediction (charts/prediction.js)
 
 
+IMAGENET_NAMES = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152")
+
+
+def untrained_warning(model: dict) -> str | None:
+    """The untrained-weights warning for a prediction (None for trained or imported weights); as prediction.js."""
+    if model.get("weights") != "init":
+        return None
+    name = model["name"]
+    if model.get("family") == "imagenet" or name in IMAGENET_NAMES:
+        return (
+            f"He-init weights: the prediction means nothing; `resviz weights fetch {name}` or import torchvision's "
+            f"file (`resviz weights import FILE.pth --model {name} --as imagenet`)."
+        )
+    return (
+        "He-init weights: the prediction means nothing; choose the trained weights "
+        f"(the default for {name}) to see what the network learned."
+    )
+
+
 def prediction_figure(analysis: dict) -> Fig:
     """Top-5 softmax probabilities as horizontal bars."""
     top = analysis["prediction"][0]["top"]
@@ -1200,18 +1319,39 @@ def prediction_figure(analysis: dict) -> Fig:
             "hovertemplate": "%{y}<br>class %{customdata}<br>p = %{x:.4f}<extra></extra>",
         }
     ]
+    model = analysis["model"]
+    warning = untrained_warning(model)
     layout = base_layout(
-        margin={"l": 8, "r": 12, "t": 8, "b": 36},
+        margin={"l": 8, "r": 12, "t": 40 if warning else 8, "b": 36},
         xaxis=axis("probability", rangemode="tozero", tickformat=".2%" if top[0]["probability"] < 0.05 else ".0%"),
         yaxis={"automargin": True},
         bargap=0.25,
+        annotations=[
+            {
+                "xref": "paper",
+                "yref": "paper",
+                "x": 0,
+                "y": 1,
+                "yanchor": "bottom",
+                "xanchor": "left",
+                "showarrow": False,
+                "align": "left",
+                "bgcolor": "#fff4e5",
+                "bordercolor": "#d9822b",
+                "borderpad": 3,
+                "font": {"size": 11, "color": "#8a4b0f"},
+                "text": "⚠ He-init weights: the prediction means nothing",
+            }
+        ]
+        if warning
+        else [],
     )
-    model = analysis["model"]
     n = model.get("num_classes") or (10 if model.get("family") == "cifar" else 1000)
     p1 = top[0]["probability"]
     uniform = 1 / n
     margin = p1 / top[1]["probability"] if len(top) > 1 and top[1]["probability"] > 0 else None
-    text = f"Top-5 softmax probabilities of {model['name']} ({model['weights']} weights, {n} classes). "
+    text = f"{warning} " if warning else ""
+    text += f"Top-5 softmax probabilities of {model['name']} ({model['weights']} weights, {n} classes). "
     text += f"The top class, “{top[0]['label']}”, has p = {num(p1, 3)}, {num(p1 / uniform, 3)}× the uniform 1/{n}"
     text += f" and {num(margin, 3)}× the runner-up." if margin else "."
     if p1 < 5 * uniform:

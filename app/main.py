@@ -16,7 +16,7 @@ from fastapi import FastAPI, Request  # noqa: E402
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response  # noqa: E402
 from fastapi.staticfiles import StaticFiles  # noqa: E402
 
-from app.api import analyze, chapter, embed, exports, gradients, images, lab, models, pages  # noqa: E402
+from app.api import analyze, apidocs, chapter, embed, exports, gradients, images, lab, models, pages  # noqa: E402
 from app.config import Settings, get_settings, graph_threads  # noqa: E402
 from app.runtime.admission import ClientGone, Gate, Overloaded  # noqa: E402
 from app.runtime.exports import Command, ExportFailedError, ExportPending, ExportQueue, NotExportedError  # noqa: E402
@@ -24,7 +24,6 @@ from app.runtime.registry import ExportError, ModelRegistry, UnknownModelError  
 from app.runtime.service import AnalysisService, RequestError  # noqa: E402
 from app.runtime.store import ImageStore, StoreFullError  # noqa: E402
 from app.security import (  # noqa: E402
-    DOCS_HTML,
     AdminError,
     OriginCheckMiddleware,
     RateLimited,
@@ -187,8 +186,9 @@ def create_app(settings: Settings | None = None, export_command: Command | None 
         title="resviz",
         version="0.1.0",
         lifespan=lifespan,
+        docs_url=None,  # /docs and /redoc come from app.api.apidocs, with their assets served offline
+        redoc_url=None,
         description="Interactive visualizer of residual networks, served by ONNX Runtime.",
-        docs_url=None,  # served below: Swagger UI without an inline script (the CSP allows none)
     )
     app.state.settings = settings
     app.state.upload_limiter = RateLimiter(settings.upload_rate_per_minute, settings.upload_burst)
@@ -232,10 +232,6 @@ def create_app(settings: Settings | None = None, export_command: Command | None 
     @app.exception_handler(RateLimited)
     async def rate_limited(_: Request, exc: RateLimited) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=429, headers={"Retry-After": str(exc.retry_after)})
-
-    @app.get("/docs", include_in_schema=False)
-    def api_docs() -> HTMLResponse:
-        return HTMLResponse(DOCS_HTML)
 
     @app.exception_handler(UnknownModelError)
     async def unknown_model(_: Request, exc: UnknownModelError) -> JSONResponse:
@@ -301,7 +297,7 @@ def create_app(settings: Settings | None = None, export_command: Command | None 
         )
 
     app.mount("/static", StaticFiles(directory=ROOT / "static"), name="static")
-    routers = (models, analyze, gradients, images, pages, embed, chapter, lab, exports)
+    routers = (models, analyze, gradients, images, pages, embed, chapter, lab, exports, apidocs)
     for router in (m.router for m in routers):
         app.include_router(router)
     return app

@@ -19,31 +19,12 @@ APP_CSP = (
     "font-src 'self' data:; connect-src 'self'; object-src 'none'; base-uri 'self'; form-action 'self'"
 )
 # The API docs (/docs) load Swagger UI from its CDN; its start-up script is a static file here.
-DOCS_CDN = "https://cdn.jsdelivr.net"
+# Swagger UI and ReDoc (app.api.apidocs, assets served by the app): inline styles, a worker from a blob.
 DOCS_CSP = (
-    f"default-src 'self'; script-src 'self' {DOCS_CDN}; "
-    f"style-src 'self' 'unsafe-inline' {DOCS_CDN} https://fonts.googleapis.com; "
-    "font-src 'self' https://fonts.gstatic.com; "
-    "img-src 'self' data: https://fastapi.tiangolo.com https://cdn.redoc.ly; worker-src 'self' blob:; "
-    "connect-src 'self'; object-src 'none'; base-uri 'self'"
+    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
+    "worker-src 'self' blob:; connect-src 'self'; object-src 'none'; base-uri 'self'"
 )
 DOCS_PATHS = ("/docs", "/docs/oauth2-redirect", "/redoc")
-DOCS_HTML = f"""<!doctype html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>resviz API</title>
-<link rel="stylesheet" href="{DOCS_CDN}/npm/swagger-ui-dist@5/swagger-ui.css">
-<link rel="icon" href="data:,">
-</head>
-<body>
-<div id="swagger-ui"></div>
-<script src="{DOCS_CDN}/npm/swagger-ui-dist@5/swagger-ui-bundle.js"></script>
-<script src="/static/js/swagger-init.js"></script>
-</body>
-</html>
-"""
 STANDALONE_PREFIX = "/api/export/"
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 

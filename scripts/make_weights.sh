@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Train the shipped CIFAR weights on the generated data set (no download, CPU, deterministic by seed):
-# resnet20, resnet56 and resnet110, each residual and plain (every shortcut gate 0), into models/weights/.
+# resnet20, resnet32, resnet44, resnet56 and resnet110, each residual and plain (every shortcut gate 0), into models/weights/.
 # Writes <model>-residual.pt / <model>-plain.pt (float16 state dicts) and a .log.json beside each.
 #
-#   scripts/make_weights.sh                    # all six, one after the other
+#   scripts/make_weights.sh                    # all ten, one after the other
 #   scripts/make_weights.sh resnet110          # only the named models (residual and plain)
 #   LOG_DIR=/tmp scripts/make_weights.sh       # also keep each run's progress in $LOG_DIR/train-<stem>.log
 #
@@ -17,13 +17,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"
-PY=.venv/bin/python
+PY="${PY:-.venv/bin/python}"
 OUT=models/weights
 SEED=0
 
 ONLY=("$@")
 for m in "${ONLY[@]}"; do
-  case $m in resnet20 | resnet56 | resnet110) ;; *) echo "make_weights.sh: unknown model '$m' (resnet20, resnet56, resnet110)" >&2; exit 2 ;; esac
+  case $m in resnet20 | resnet32 | resnet44 | resnet56 | resnet110) ;; *) echo "make_weights.sh: unknown model '$m' (resnet20, resnet32, resnet44, resnet56, resnet110)" >&2; exit 2 ;; esac
 done
 
 run() {  # run MODEL STEPS [--plain] [more train options]
@@ -42,6 +42,10 @@ run() {  # run MODEL STEPS [--plain] [more train options]
 
 run resnet20 400
 run resnet20 400 --plain
+run resnet32 400
+run resnet32 400 --plain
+run resnet44 400
+run resnet44 400 --plain
 run resnet56 400
 run resnet56 400 --plain
 run resnet110 300 --warmup 60

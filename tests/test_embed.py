@@ -35,7 +35,7 @@ REQUIRED = {
     "prediction",
 }
 BASE = {"model": "resnet20", "weights": "init"}
-DEFAULT_CSP = "frame-ancestors 'self' http://localhost:* http://127.0.0.1:*"
+DEFAULT_CSP = "frame-ancestors 'self' file: http: https:"
 # What an offline document must not contain (besides network_references' broader check).
 FORBIDDEN = re.compile(r"""src\s*=\s*["']?\s*http|href\s*=\s*["']?\s*http|@import|url\(\s*["']?\s*http""", re.I)
 
@@ -336,7 +336,7 @@ def test_presets_pages_and_links(client: TestClient) -> None:
     assert re.fullmatch(r"[A-Za-z0-9_-]+", encoded), "base64url without padding"
     steps = decode_steps(encoded)
     assert [s["chart"] for s in steps] == [s["chart"] for s in EXAMPLE_PRESET]
-    assert steps[0]["url"] == "/embed/prediction?model=resnet20&image=shapes-32"
+    assert steps[0]["url"] == "/embed/prediction?model=resnet20&weights=trained&image=set-ring"
     assert steps[-1]["url"].startswith(
         "/?model=resnet20&image=shapes-32&view=residuals&hide=nav,controls,strip,tabs,share"
     )
@@ -356,3 +356,16 @@ def test_presets_pages_and_links(client: TestClient) -> None:
         assert r.status_code == 400 and message in r.text, bad
     evil = encode_steps([{"chart": "prediction", "query": "model=resnet20&next=https://evil.example"}])
     assert decode_steps(evil)[0]["url"] == "/embed/prediction?model=resnet20", "steps only point at this server"
+
+
+def test_example_lecture_predictions_use_trained_cifar_weights() -> None:
+    """Every step of the example lecture that shows a prediction names trained weights of a CIFAR model."""
+    from urllib.parse import parse_qs
+
+    from app.specs import SPECS
+
+    for step in EXAMPLE_PRESET:
+        if step["chart"] in ("prediction", "gradients", "lesion"):
+            q = {k: v[0] for k, v in parse_qs(step["query"]).items()}
+            assert SPECS[q["model"]].family == "cifar" and q.get("weights") == "trained", step
+            assert q["image"].startswith("set-"), "a picture from the data set the model was trained on"

@@ -47,7 +47,7 @@ def test_resnet20_weights(exported: Callable, models_dir: Path) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["resnet56", "resnet110"])
+@pytest.mark.parametrize("name", ["resnet32", "resnet44", "resnet56", "resnet110"])
 def test_deep_weights(name: str, exported: Callable, models_dir: Path) -> None:
     _check(name, exported, models_dir)
 
@@ -55,6 +55,7 @@ def test_deep_weights(name: str, exported: Callable, models_dir: Path) -> None:
 def test_default_cifar_weights_are_the_trained_ones(models_dir: Path) -> None:
     from app.paths import available_variants
 
-    for name in ("resnet20", "resnet56", "resnet110"):
+    # every depth of the gradients view's depth sweep ships trained and plain weights
+    for name in ("resnet20", "resnet32", "resnet44", "resnet56", "resnet110"):
         assert available_variants(models_dir, name)[:2] == ["trained", "plain"]
-    assert available_variants(models_dir, "resnet32") == ["init"]
+    assert available_variants(models_dir, "resnet1202") == ["init"]

@@ -25,7 +25,7 @@ from starlette.concurrency import run_in_threadpool
 from app.api.deps import GateDep, RegistryDep, ServiceDep, StoreDep
 from app.api.pages import TEMPLATES
 from app.export_html import standalone_html
-from app.figures import CHARTS, Chart, Selection, build_figure, feature_map_choice, target_class
+from app.figures import CHARTS, Chart, Selection, build_figure, feature_map_choice
 from app.runtime.admission import Job
 from app.runtime.analysis import feature_map
 from app.runtime.preprocess import sha256_bytes
@@ -281,6 +281,12 @@ def _payload(payload: Any) -> dict:
     return payload.json()
 
 
+def pinned_target(link: ChartLink, blob: bytes, service: AnalysisService) -> int:
+    """The class the full residual network (every shortcut on) predicts: the target of every gradient run."""
+    full = service.gradients(link.model, [blob], weights=link.weights, gates="all-on", bn=link.bn, target=None)
+    return int(_payload(full)["target"][0])
+
+
 def gather(link: ChartLink, blob: bytes | None, service: AnalysisService) -> dict:
     """The JSON a chart is built from, computed exactly as the API computes it for the main page."""
     if link.chart.id == "depth-sweep":
@@ -298,7 +304,7 @@ def gather(link: ChartLink, blob: bytes | None, service: AnalysisService) -> dic
         taps = service.taps(link.model, blob, bn=link.bn, **common)
         data["featuremap"] = feature_map(taps, *choice)
     elif link.chart.id == "gradients":
-        target = target_class(analysis)
+        target = pinned_target(link, blob, service)
         wanted = {"residual": "all-on", "plain": "all-off"}
         if link.gates not in ("all-on", "all-off"):
             wanted["current"] = link.gates
@@ -309,7 +315,7 @@ def gather(link: ChartLink, blob: bytes | None, service: AnalysisService) -> dic
             for key, g in wanted.items()
         }
     elif link.chart.id == "lesion":
-        data["lesion"] = _payload(service.lesion(link.model, blob, target=target_class(analysis), **common))
+        data["lesion"] = _payload(service.lesion(link.model, blob, target=pinned_target(link, blob, service), **common))
     return data
 
 
@@ -425,7 +431,15 @@ def _step(chart: str, title: str, mode: str = "embed", hide: str = "", **query: 
 
 # A sample lecture: what a shortcut does, on the CIFAR ResNets and the built-in pictures.
 EXAMPLE_PRESET = [
-    _step("prediction", "What ResNet-20 sees in a toy scene", model="resnet20", image="shapes-32"),
+    # Every step that shows a prediction uses trained CIFAR weights on an image from their own data
+    # set (the generated shapes), so the class it names means something.
+    _step(
+        "prediction",
+        "What the trained ResNet-20 predicts for a ring",
+        model="resnet20",
+        weights="trained",
+        image="set-ring",
+    ),
     _step("activations", "Activations layer by layer", model="resnet20", image="shapes-32"),
     _step(
         "batchnorm",
@@ -439,9 +453,9 @@ EXAMPLE_PRESET = [
     _step("residual-scatter", "F(x) against x: a residual plot", model="resnet56", image="shapes-32", block="layer1.0"),
     # The collapse preset: trained ResNet-56, BN running statistics (docs/collapse.md: the largest
     # finite drop of the first layer's gradient when every shortcut is switched off).
-    _step("gradients", "Gradients with and without shortcuts", model="resnet56", image="set-ring"),
+    _step("gradients", "Gradients with and without shortcuts", model="resnet56", weights="trained", image="set-ring"),
     _step("depth-sweep", "First-layer gradient against depth", model="resnet56", weights="trained"),
-    _step("lesion", "Remove one block at a time", model="resnet56", image="set-ring"),
+    _step("lesion", "Remove one block at a time", model="resnet56", weights="trained", image="set-ring"),
     _step(
         "featuremaps", "A feature map of the first stage", model="resnet20", image="checkerboard-32", layer="layer1.0"
     ),

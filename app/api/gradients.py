@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import numpy as np
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from app.api.analyze import image_by_id, read_images
-from app.api.deps import ServiceDep, StoreDep, payload_response, run_job
+from app.api.deps import GateDep, ServiceDep, StoreDep, payload_response, run_job
+from app.runtime import gradients as grad
+from app.runtime.admission import Job
+from app.runtime.preprocess import prepare
+from app.runtime.registry import ModelRegistry, parse_bn
 from app.runtime.samples import probe_png
-from app.runtime.service import RequestError
+from app.runtime.service import Payload, RequestError
 
 router = APIRouter(tags=["gradients"])
 
@@ -21,6 +26,15 @@ def _target(fields: dict[str, str]) -> int | None:
         return int(raw)
     except ValueError:
         raise RequestError(f"target must be a class index or 'predicted', got {raw[:40]!r}") from None
+
+
+def _depths(raw: str | None) -> tuple[int, ...] | None:
+    if raw in (None, ""):
+        return None
+    try:
+        return tuple(int(p) for p in raw.split(","))
+    except ValueError:
+        raise RequestError(f"depths must be a comma list of depths such as 20,56, got {raw[:40]!r}") from None
 
 
 @router.post("/api/models/{name}/gradients")
@@ -68,8 +82,65 @@ async def depth_sweep(
     bn: str = "running",
     weights: str = "trained",
     image_id: str | None = None,
+    depths: str | None = None,
 ) -> Response:
-    """First-layer gradient norm of CIFAR ResNet-20/32/44/56/110, residual and plain."""
+    """First-layer gradient norm of CIFAR ResNet-20/32/44/56/110, residual and plain.
+
+    ``depths=20,56`` computes only those rows (the page asks one depth at a time to show progress).
+    """
+    chosen = _depths(depths)
     blob = image_by_id(store, image_id) if image_id else probe_png()
-    payload = await run_job(request, service.depth_sweep_job, blob, weights=weights, bn=bn)
+    payload = await run_job(request, service.depth_sweep_job, blob, weights=weights, bn=bn, depths=chosen)
     return payload_response(request, payload)
+
+
+COLLAPSE_IMAGES = "set-*.png"  # one built-in sample per class of the generated data set
+
+
+def collapse_models(registry: ModelRegistry) -> list[str]:
+    """The CIFAR models of the depth sweep that ship trained weights."""
+    return [f"resnet{d}" for d in grad.SWEEP_DEPTHS if "trained" in registry.variants(f"resnet{d}")]
+
+
+@router.get("/api/gradients/collapse")
+async def collapse_table(
+    request: Request, service: ServiceDep, gate: GateDep, bn: str = "running", models: str | None = None
+) -> Response:
+    """The on/off collapse table (docs/collapse.md) computed now from the shipped trained weights.
+
+    One row per CIFAR model: ||dL/dW|| of the first block's first conv and the last block's last
+    conv with every shortcut on and every shortcut off, on the built-in samples of the generated
+    set (one per class). ``models=resnet20,resnet56`` limits the rows (the page asks one at a time).
+    """
+    from app.api.lab import SAMPLES
+
+    try:
+        mode = parse_bn(bn)
+    except ValueError as exc:
+        raise RequestError(str(exc)) from None
+    known = collapse_models(service.registry)
+    names = known if models in (None, "") else [m.strip() for m in models.split(",")]
+    bad = [m for m in names if m not in known]
+    if bad or not names:
+        raise RequestError(f"models must be some of {', '.join(known)}, got {', '.join(bad) or 'none'}")
+    blobs = [p.read_bytes() for p in sorted(SAMPLES.glob(COLLAPSE_IMAGES))]
+    if not blobs:
+        raise RequestError("no built-in samples (static/samples/set-*.png); run scripts/make_samples.py")
+
+    samples = [p.stem for p in sorted(SAMPLES.glob(COLLAPSE_IMAGES))]
+
+    def table() -> Payload:
+        out = []
+        for name in names:
+            key = ("collapse", name, mode)
+            row = service.cache.get(key)
+            if row is None:
+                model = service.registry.get(name, "trained")
+                x = np.stack([prepare(b, model.manifest["preprocessing"])[0] for b in blobs])
+                row = grad.collapse_row(service.registry, name, "trained", mode, x)
+                service.cache.put(key, row)
+            out.append(row)
+        return Payload.of({"bn": mode, "images": samples, "rows": out})
+
+    job = Job(("collapse-table", tuple(names), mode), table, cost=f"collapse:{len(names)}")
+    return payload_response(request, await gate.submit(job, request.is_disconnected))

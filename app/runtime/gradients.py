@@ -147,36 +147,95 @@ def lesion(
     }
 
 
-def depth_sweep(registry: ModelRegistry, image_bytes: bytes, weights: str, bn: str, prepare) -> dict:  # noqa: ANN001
-    """First-layer gradient norm against depth for the CIFAR ResNets, residual and plain."""
-    rows = []
-    for depth in SWEEP_DEPTHS:
-        name = f"resnet{depth}"
-        variant = weights if weights in registry.variants(name) else "init"
-        res = registry.get(name, variant)
-        x = prepare(res, [image_bytes])
-        nb = res.num_blocks
-        on = gradients(registry, res, x, np.ones(nb, np.float32), bn, None)
-        plain_variant = "plain" if variant == "trained" and "plain" in registry.variants(name) else variant
-        plain = registry.get(name, plain_variant)
-        off = gradients(registry, plain, x, np.zeros(nb, np.float32), bn, None)
-        rows.append(
-            {
-                "depth": depth,
-                "model": name,
-                "residual": {"weights": variant, "first_grad": on["summary"]["first_grad"], "loss": on["loss"]},
-                "plain": {"weights": plain_variant, "first_grad": off["summary"]["first_grad"], "loss": off["loss"]},
-            }
-        )
-    labels = [f"{r['model']} {kind}" for r in rows for kind in ("residual", "plain")]
-    values = [[r[kind]["first_grad"], r[kind]["loss"]] for r in rows for kind in ("residual", "plain")]
+def _finite_or_none(value: float) -> float | None:
+    """The value, or None when float32 overflowed to inf or NaN (JSON has no such numbers)."""
+    return value if np.isfinite(value) else None
+
+
+def sweep_row(registry: ModelRegistry, depth: int, image_bytes: bytes, weights: str, bn: str, prepare) -> dict:  # noqa: ANN001
+    """One depth of the sweep: first-layer ||dL/dW|| with all shortcuts on and, in the plain net, off."""
+    name = f"resnet{depth}"
+    have = registry.variants(name)
+    variant = weights if weights in have else "init"
+    plain_variant = "plain" if weights == "trained" and "plain" in have else variant
+    notes = []
+    if variant != weights:
+        notes.append(f"no {weights} weights for {name}: He-init weights used instead")
+    if weights == "trained" and plain_variant != "plain":
+        notes.append(f"no trained plain twin of {name}: the residual net's weights with every shortcut off")
+    res = registry.get(name, variant)
+    x = prepare(res, [image_bytes])
+    nb = res.num_blocks
+    on = gradients(registry, res, x, np.ones(nb, np.float32), bn, None)
+    plain = registry.get(name, plain_variant)
+    off = gradients(registry, plain, x, np.zeros(nb, np.float32), bn, None)
+    row = {"depth": depth, "model": name, "fallback": bool(notes), "note": "; ".join(notes) or None}
+    for key, run, v in (("residual", on, variant), ("plain", off, plain_variant)):
+        first, loss = _finite_or_none(run["summary"]["first_grad"]), _finite_or_none(run["loss"])
+        row[key] = {"weights": v, "first_grad": first, "loss": loss, "target_label": run["target_label"][0]}
+        if first is None:
+            extra = f"{key} net: the gradient overflowed float32 (not a number), left out"
+            row["note"] = f"{row['note']}; {extra}" if row["note"] else extra
+    return row
+
+
+def sweep_payload(rows: list[dict], weights: str, bn: str, source: str) -> dict:
+    """The depth-sweep answer from its rows (shallow first)."""
+    rows = sorted(rows, key=lambda r: r["depth"])
     return {
-        "notes": nonfinite_note("networks", labels, values, GRAD_WHY),
+        "notes": [f"{r['model']}: {r['note']}" for r in rows if r["note"]],
         "bn": bn,
         "weights": weights,
         "layer": "first block's first conv (dL/dW norm)",
+        "source": source,
         "depths": [r["depth"] for r in rows],
         "residual": [r["residual"]["first_grad"] for r in rows],
         "plain": [r["plain"]["first_grad"] for r in rows],
+        "fallbacks": [r["depth"] for r in rows if r["fallback"]],
         "rows": rows,
+    }
+
+
+def depth_sweep(
+    registry: ModelRegistry,
+    image_bytes: bytes,
+    weights: str,
+    bn: str,
+    prepare,  # noqa: ANN001
+    depths: tuple[int, ...] = SWEEP_DEPTHS,
+) -> dict:
+    """First-layer gradient norm against depth for the CIFAR ResNets, residual and plain."""
+    rows = [sweep_row(registry, d, image_bytes, weights, bn, prepare) for d in depths]
+    return sweep_payload(rows, weights, bn, "computed")
+
+
+def collapse_row(registry: ModelRegistry, name: str, weights: str, bn: str, x: np.ndarray) -> dict:
+    """First- and last-layer ||dL/dW|| with every shortcut on and every shortcut off (docs/collapse.md)."""
+    model = registry.get(name, weights)
+    n = model.num_blocks
+    on = gradients(registry, model, x, np.ones(n, np.float32), bn, None)["summary"]
+    off = gradients(registry, model, x, np.zeros(n, np.float32), bn, None)["summary"]
+    values = {
+        "on_first": on["first_grad"],
+        "on_last": on["last_grad"],
+        "off_first": off["first_grad"],
+        "off_last": off["last_grad"],
+    }
+    if values["on_first"] == 0 or not np.isfinite(values["on_first"]):
+        drop, verdict = None, "no gradient with shortcuts on"
+    elif values["off_first"] == 0:
+        drop, verdict = None, "complete: off is exactly 0"
+    else:
+        drop = values["on_first"] / values["off_first"]
+        verdict = None if np.isfinite(drop) else "overflow"
+    return {
+        "model": name,
+        "depth": model.manifest["depth"],
+        "weights": weights,
+        "bn": bn,
+        "first_layer": on["first_layer"],
+        "last_layer": on["last_layer"],
+        **{k: _finite_or_none(v) for k, v in values.items()},
+        "first_drop": _finite_or_none(drop) if drop is not None else None,
+        "verdict": verdict,
     }

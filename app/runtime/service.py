@@ -247,20 +247,48 @@ class AnalysisService:
 
         return Job(key, run, cost=f"lesion:{name}")
 
-    def depth_sweep_job(self, blob: bytes, *, weights: str, bn: str | None) -> Job:
-        """First-layer gradient norm against depth, residual and plain."""
+    def depth_sweep_job(
+        self, blob: bytes, *, weights: str, bn: str | None, depths: tuple[int, ...] | None = None
+    ) -> Job:
+        """First-layer gradient norm against depth, residual and plain (rows cached one depth at a time).
+
+        A row comes from the shipped precomputed file while its weights and export format still
+        match (the probe image), else from the gradient graphs; either way it is cached by itself.
+        """
+        from app.runtime import sweeps
+
         try:
             mode = parse_bn(bn)
         except ValueError as exc:
             raise RequestError(str(exc)) from None
         if weights not in ("init", "trained"):
             raise RequestError("weights for the depth sweep must be 'init' or 'trained'")
-        key = ("sweep", sha256_bytes(blob), weights, mode)
+        depths = grad.SWEEP_DEPTHS if depths is None else depths
+        bad = [d for d in depths if d not in grad.SWEEP_DEPTHS]
+        if bad or not depths:
+            raise RequestError(f"depths must be some of {', '.join(map(str, grad.SWEEP_DEPTHS))}, got {bad or 'none'}")
+        sha = sha256_bytes(blob)
+        chosen = tuple(dict.fromkeys(depths))
+        variants = {d: tuple(self.registry.variants(f"resnet{d}")) for d in chosen}  # new weights: new rows
 
         def run() -> Payload:
-            return Payload.of(grad.depth_sweep(self.registry, blob, weights, mode, self.images))
+            rows, sources = [], set()
+            for depth in chosen:
+                key = ("sweep-row", sha, weights, mode, depth, variants[depth])
+                row = self.cache.get(key)
+                if row is None:
+                    row = sweeps.precomputed_row(sha, weights, mode, depth, list(variants[depth]))
+                    if row is None:
+                        row = grad.sweep_row(self.registry, depth, blob, weights, mode, self.images)
+                        row = {**sweeps.with_fingerprints(row), "source": "computed"}
+                    else:
+                        row = {**row, "source": "precomputed"}
+                    self.cache.put(key, row)
+                rows.append(row)
+                sources.add(row.get("source", "computed"))
+            return Payload.of(grad.sweep_payload(rows, weights, mode, "+".join(sorted(sources))))
 
-        return Job(key, run, cost="sweep")
+        return Job(("sweep", sha, weights, mode, chosen, tuple(variants.values())), run, cost=f"sweep:{len(chosen)}")
 
     # ------------------------------------------------------------ synchronous forms (CLI, nested work)
 

@@ -132,7 +132,8 @@ export const gradients = (name, p, signal) =>
 
 export const lesion = (name, p, signal) => post(`/api/models/${encodeURIComponent(name)}/lesion${imageQuery(p)}`, null, signal);
 
-export const depthSweep = (p, signal) => request(`/api/gradients/depth-sweep${query({ bn: p.bn, weights: p.weights })}`, { signal });
+export const depthSweep = (p, signal) =>
+  request(`/api/gradients/depth-sweep${query({ bn: p.bn, weights: p.weights, depths: p.depths, image_id: p.imageId })}`, { signal });
 
 export function featureMap(name, p, signal) {
   const q = query({ image_id: p.imageId, tap: p.tap, channel: p.channel, gates: p.gates, bn: p.bn, weights: p.weights });

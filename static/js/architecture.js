@@ -3,6 +3,7 @@
 
 import { request } from "./api.js";
 import { el } from "./dom.js";
+import { fig3Diagram } from "./charts/fig3.js";
 
 const $ = (id) => document.getElementById(id);
 const PLOT_CONFIG = { displaylogo: false, responsive: true, modeBarButtonsToRemove: ["lasso2d", "select2d"] };
@@ -402,6 +403,7 @@ function totalsFigure(nets, paper, key) {
 
 function renderFig58(f) {
   const v = f.vgg19_vs_resnet34;
+  $("fig3-diagram").replaceChildren(fig3Diagram(v.networks));
   draw("chart-layers", layersFigure(v.networks));
   draw("chart-totals", totalsFigure(v.networks, v.paper_gmacs, "macs"));
   draw("chart-params", totalsFigure(v.networks, v.paper_gmacs, "params"));

@@ -35,14 +35,16 @@ function nearestLayer(a, pred) {
 }
 
 const chosenBlock = (a) => a.blocks.find((b) => b.id === cfg.block) || a.blocks[0];
-const target = (a) => a.prediction[0].top[0].index; // the class every gradient run and the lesion study use
+// The class every gradient run and the lesion study use: the one the full residual network (every
+// shortcut on) predicts, so switching shortcuts never moves the baseline (as on the main page).
+const target = async () => (await api.gradients(cfg.model, params({ gates: 'all-on' }))).target[0];
 
 // ------------------------------------------------------------ chart id -> figure (the analysis first, then what else it needs)
 
 const BUILDERS = {
   activations: (a) => depthFigure(a, { layer: chosenLayer(a).id, block: cfg.block }),
   histogram: (a) => layerHistogramFigure(chosenLayer(a)),
-  heatmap: (a) => depthHeatmapFigure(a, { range: cfg.range, layer: chosenLayer(a).id }),
+  heatmap: (a) => depthHeatmapFigure(a, { range: cfg.range, layer: chosenLayer(a).id, height: Math.max(300, chartEl.clientHeight || 480) }),
   async featuremaps(a) {
     const tap = nearestLayer(a, (l) => Boolean(a.feature_maps[l.id]));
     if (!tap) throw new Error('this analysis has no feature maps');
@@ -60,13 +62,14 @@ const BUILDERS = {
   async gradients(a) {
     const wanted = { residual: 'all-on', plain: 'all-off' };
     if (!['all-on', 'all-off'].includes(cfg.gates)) wanted.current = cfg.gates;
+    const t = await target();
     const entries = await Promise.all(
-      Object.entries(wanted).map(async ([key, gates]) => [key, await api.gradients(cfg.model, params({ gates, target: target(a) }))]),
+      Object.entries(wanted).map(async ([key, gates]) => [key, await api.gradients(cfg.model, params({ gates, target: t }))]),
     );
     return gradNormFigure(Object.fromEntries(entries), { block: cfg.block });
   },
   async lesion(a) {
-    return lesionFigure(await api.lesion(cfg.model, params({ target: target(a) })), { block: cfg.block, blocks: a.blocks });
+    return lesionFigure(await api.lesion(cfg.model, params({ target: await target() })), { block: cfg.block, blocks: a.blocks });
   },
   residuals: (a) => ratioFigure(a, { block: chosenBlock(a).id }),
   'residual-scatter': (a) => scatterFigure(chosenBlock(a)),

@@ -1,5 +1,11 @@
 // Degradation lab: training curves of plain vs residual nets and the paper's Fig. 7.
 import { getJSON } from "./api.js";
+import { logTicks } from "./charts/gradients.js";
+import { collapseTable } from "./charts/collapse.js";
+
+const finite = (x) => typeof x === "number" && Number.isFinite(x);
+// Legends sit above the plot, clear of the axis titles below it.
+const LEGEND = { orientation: "h", x: 0, y: 1.02, xanchor: "left", yanchor: "bottom" };
 
 const DEPTH_SHADE = { 20: 0.45, 32: 0.55, 44: 0.65, 56: 0.75, 110: 1.0 };
 const BLUE = [38, 99, 185];
@@ -12,13 +18,21 @@ function colour(run) {
   return `rgb(${mix(r)},${mix(g)},${mix(b)})`;
 }
 
+// Moving average over the last w finite values (null, NaN and inf are skipped; a window with none gives null).
 function smooth(values, w = 25) {
   const out = [];
   let sum = 0;
+  let n = 0;
   for (let i = 0; i < values.length; i++) {
-    sum += values[i];
-    if (i >= w) sum -= values[i - w];
-    out.push(sum / Math.min(i + 1, w));
+    if (finite(values[i])) {
+      sum += values[i];
+      n += 1;
+    }
+    if (i >= w && finite(values[i - w])) {
+      sum -= values[i - w];
+      n -= 1;
+    }
+    out.push(n ? sum / n : null);
   }
   return out;
 }
@@ -31,9 +45,10 @@ function curve(runs, key, title, log) {
     line: { color: colour(r), dash: r.plain ? "dash" : "solid", width: 2 },
     hovertemplate: `${label(r)}<br>step %{x}<br>${title} %{y:.3f}<extra></extra>`,
   }));
+  const ticks = log ? logTicks(data.flatMap((t) => t.y)) : {};
   const layout = {
-    margin: { l: 60, r: 20, t: 10, b: 45 }, xaxis: { title: { text: "training step" } },
-    yaxis: { title: { text: title }, type: log ? "log" : "linear" }, legend: { orientation: "h" },
+    margin: { l: 64, r: 20, t: 64, b: 45 }, xaxis: { title: { text: "training step" } },
+    yaxis: { title: { text: title }, type: log ? "log" : "linear", ...ticks }, legend: LEGEND,
     uirevision: key,
   };
   return { data, layout };
@@ -47,11 +62,11 @@ function fig7Figures(payload) {
     const line = { color: colour(r), dash: s.plain ? "dash" : "solid" };
     data.push({ type: "scatter", mode: "lines+markers", name: label(r), x: s.std.map((_, i) => i + 1), y: s.std,
       text: s.layers, line, marker: { size: 4 }, hovertemplate: "%{text}<br>std %{y:.3f}<extra>" + label(r) + "</extra>" });
-    const desc = [...s.std].sort((a, b) => b - a);
+    const desc = s.std.filter(finite).sort((a, b) => b - a);
     sorted.push({ type: "scatter", mode: "lines", name: label(r), x: desc.map((_, i) => i + 1), y: desc, line,
       hovertemplate: "rank %{x}<br>std %{y:.3f}<extra>" + label(r) + "</extra>" });
   }
-  const base = { margin: { l: 60, r: 20, t: 10, b: 45 }, legend: { orientation: "h" }, uirevision: "fig7" };
+  const base = { margin: { l: 64, r: 20, t: 48, b: 45 }, legend: LEGEND, uirevision: "fig7" };
   return [
     { data, layout: { ...base, xaxis: { title: { text: "3x3 layer index (forward order)" } },
       yaxis: { title: { text: "std of response (after BN, before ReLU)" } } } },
@@ -65,7 +80,10 @@ function fig7Caption(payload) {
     const res = payload.series.find((s) => s.depth === depth && !s.plain);
     const pl = payload.series.find((s) => s.depth === depth && s.plain);
     if (!res || !pl) continue;
-    const mean = (a) => a.reduce((x, y) => x + y, 0) / a.length;
+    const mean = (a) => {
+      const v = a.filter(finite);
+      return v.length ? v.reduce((x, y) => x + y, 0) / v.length : NaN;
+    };
     const ratio = mean(res.std) / mean(pl.std);
     parts.push(`${depth} layers: mean std ${mean(res.std).toFixed(3)} (ResNet) vs ${mean(pl.std).toFixed(3)} (plain), ratio ${ratio.toFixed(2)}`);
   }
@@ -74,11 +92,28 @@ function fig7Caption(payload) {
     `smaller than plain ones (residual functions closer to zero). Here: ${parts.join("; ")}.`;
 }
 
+function chartMessage(id, text) {
+  const el = document.getElementById(id);
+  if (el.data) Plotly.purge(el);
+  el.classList.add("placeholder");
+  el.dataset.message = text;
+}
+
 async function loadFig7() {
   const bn = document.getElementById("bn").value;
   const status = document.getElementById("status");
   status.textContent = "Measuring layer responses with ONNX Runtime…";
-  const payload = await getJSON(`/api/lab/fig7?bn=${bn}`);
+  let payload;
+  try {
+    payload = await getJSON(`/api/lab/fig7?bn=${bn}`);
+  } catch (err) {
+    const text = `Fig. 7 failed: ${err.message}`;
+    chartMessage("chart-fig7", text);
+    chartMessage("chart-fig7-sorted", text);
+    document.getElementById("caption-fig7").textContent = "";
+    throw new Error(text);
+  }
+  for (const id of ["chart-fig7", "chart-fig7-sorted"]) document.getElementById(id).classList.remove("placeholder");
   const [a, b] = fig7Figures(payload);
   Plotly.react("chart-fig7", a.data, a.layout, { responsive: true });
   Plotly.react("chart-fig7-sorted", b.data, b.layout, { responsive: true });
@@ -89,10 +124,33 @@ async function loadFig7() {
 function runsTable(runs) {
   const head = "<tr><th>network</th><th>steps</th><th>final training loss</th><th>final training accuracy</th>" +
     "<th>held-out accuracy</th><th>training time</th></tr>";
-  const rows = runs.map((r) => `<tr><td>${label(r)}</td><td>${r.steps}</td><td>${r.final_train_loss.toFixed(3)}</td>` +
+  const fixed = (x, d) => (finite(x) ? x.toFixed(d) : "–");
+  const rows = runs.map((r) => `<tr><td>${label(r)}</td><td>${r.steps}</td><td>${fixed(r.final_train_loss, 3)}</td>` +
     `<td>${(100 * r.final_train_accuracy).toFixed(1)}%</td><td>${(100 * r.held_out_accuracy).toFixed(1)}%</td>` +
     `<td>${r.wall_time_s.toFixed(0)} s</td></tr>`);
   document.getElementById("runs").innerHTML = head + rows.join("");
+}
+
+async function loadCollapse() {
+  const bn = document.getElementById("collapse-bn").value;
+  const box = document.getElementById("collapse-table");
+  box.textContent = "Computing the collapse table from the shipped weights…";
+  const rows = [];
+  let images = [];
+  for (const depth of [20, 32, 44, 56, 110]) {
+    let part;
+    try {
+      part = await getJSON(`/api/gradients/collapse?bn=${bn}&models=resnet${depth}`);
+    } catch (err) {
+      if (err.status === 400 && /models must be/.test(err.message)) continue; // no trained weights at this depth
+      box.textContent = `The collapse table failed: ${err.message}`;
+      throw new Error(`The collapse table failed: ${err.message}`);
+    }
+    if (bn !== document.getElementById("collapse-bn").value) return;
+    rows.push(...part.rows);
+    images = part.images;
+    box.replaceChildren(collapseTable(rows, { bn, images, pending: 0 }));
+  }
 }
 
 function showError(err) {
@@ -116,7 +174,8 @@ async function main() {
     document.getElementById("findings").innerHTML = findings.map((f) => `<li>${f}</li>`).join("");
     runsTable(runs);
     document.getElementById("bn").addEventListener("change", () => loadFig7().catch(showError));
-    await loadFig7();
+    document.getElementById("collapse-bn").addEventListener("change", () => loadCollapse().catch(showError));
+    await Promise.all([loadFig7().catch(showError), loadCollapse().catch(showError)]);
   } catch (err) {
     showError(err);
   }

@@ -118,6 +118,23 @@ function modelRow(name) {
   return app.models.find((m) => m.name === name);
 }
 
+const modelOptionText = (m) => `${m.name} · ${count(m.params)} params · ${count(m.macs)} MACs${m.exported ? '' : ' · exported on first use'}`;
+
+// Once a model is exported its entry in the list stops saying "exported on first use".
+function markExported(row) {
+  row.exported = true;
+  const opt = [...$('model').options].find((o) => o.value === row.name);
+  if (opt) opt.textContent = modelOptionText(row);
+}
+
+// While another model (or other weights) loads, no chart may show the old model's results.
+function clearCharts(label) {
+  for (const el of document.querySelectorAll('#app .chart')) placeholder(el, label);
+  $('fm-grid')?.replaceChildren();
+  const cap = $('cap-fm-grid');
+  if (cap) cap.textContent = '';
+}
+
 function fillModelSelect() {
   const select = $('model');
   select.replaceChildren();
@@ -131,7 +148,7 @@ function fillModelSelect() {
     for (const m of app.models.filter((row) => row.family === family)) {
       const opt = document.createElement('option');
       opt.value = m.name;
-      opt.textContent = `${m.name} · ${count(m.params)} params · ${count(m.macs)} MACs${m.exported ? '' : ' · exported on first use'}`;
+      opt.textContent = modelOptionText(m);
       group.append(opt);
     }
     select.append(group);
@@ -187,7 +204,7 @@ async function loadModel() {
   $('model-info').textContent = `${row.depth} layers · ${row.blocks} ${row.block} blocks (${row.stages.join('-')}) · ${row.input_size}×${row.input_size} input · shortcut option ${row.shortcut}`;
   const label = row.exported ? `Loading ${row.name}` : `Exporting ${row.name} on first use (can take a while)`;
   const manifest = await app.cached(`manifest|${row.name}|${app.state.weights}`, label, () => api.getManifest(row.name, app.state.weights || undefined));
-  row.exported = true;
+  markExported(row);
   app.manifest = manifest;
   setRevision(`${row.name}|${app.state.weights}`);
   const n = manifest.blocks.length;
@@ -353,8 +370,11 @@ function setGates(gates) {
 }
 
 async function changeModel(name) {
-  app.update({ model: name, weights: '', gates: 'all-on', layer: '', block: '', channel: null }, { push: true });
+  app.update({ model: name, weights: '', gates: 'all-on', layer: '', block: '', channel: null, target: '' }, { push: true });
   app.analysis = null;
+  analysisSeq += 1; // an analysis of the old model still in flight must not draw
+  const row = modelRow(name);
+  clearCharts(row && !row.exported ? `Exporting ${name} on first use…` : `Loading ${name}…`);
   try {
     await loadModel();
     await analyzeNow();
@@ -383,7 +403,10 @@ function bindEvents() {
   $('model').addEventListener('change', (e) => changeModel(e.target.value));
   $('weights').addEventListener('change', async (e) => {
     const row = modelRow(app.state.model);
-    app.update({ weights: e.target.value === row.weights[0] ? '' : e.target.value });
+    app.update({ weights: e.target.value === row.weights[0] ? '' : e.target.value, target: '' });
+    app.analysis = null;
+    analysisSeq += 1;
+    clearCharts(`Loading ${row.name} with ${e.target.value} weights…`);
     try {
       await loadModel();
       await analyzeNow();

@@ -64,6 +64,56 @@ export function iframeCode(chart, query) {
   return `<iframe src="${escapeAttr(embedUrl(chart.id, query))}" width="800" height="450" style="border:0" loading="lazy" title="${escapeAttr(`resviz: ${chart.title}`)}"></iframe>`;
 }
 
+// ------------------------------------------------------------ downloads with title and caption
+
+const captionOf = (el) => (el.closest('figure')?.querySelector('figcaption')?.textContent || '').trim();
+
+// Break text into lines of at most `chars` characters (at spaces), for an SVG/PNG annotation.
+export function wrapText(text, chars) {
+  const lines = [];
+  let line = '';
+  for (const word of String(text).split(/\s+/).filter(Boolean)) {
+    if (line && line.length + 1 + word.length > chars) {
+      lines.push(line);
+      line = word;
+    } else {
+      line = line ? `${line} ${word}` : word;
+    }
+  }
+  if (line) lines.push(line);
+  return lines;
+}
+
+const escapeText = (t) => t.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
+
+// The drawn chart as a figure for Plotly.downloadImage, with the chart's title above it and its
+// caption below it (PNG and SVG carry the same words as the page).
+export function titledFigure(el, title, caption, width, height) {
+  const layout = el.layout || {};
+  const margin = { l: 56, r: 16, t: 28, b: 44, ...(layout.margin || {}) };
+  const lines = caption ? wrapText(caption, Math.max(40, Math.floor((width - 24) / 6.4))) : [];
+  const extra = lines.length ? 16 + 15 * lines.length : 0;
+  const annotations = [...(layout.annotations || [])];
+  if (lines.length) {
+    annotations.push({
+      xref: 'paper', yref: 'paper', x: 0, xanchor: 'left', yanchor: 'top', align: 'left', showarrow: false,
+      y: -(margin.b + 8) / Math.max(1, height - margin.t - margin.b),
+      text: lines.map(escapeText).join('<br>'), font: { size: 11, color: '#444' },
+    });
+  }
+  return {
+    data: el.data,
+    layout: {
+      ...layout,
+      width,
+      height: height + 36 + extra,
+      margin: { ...margin, t: margin.t + 36, b: margin.b + extra },
+      title: { text: escapeText(title), x: 0.01, xanchor: 'left', y: 0.995, yanchor: 'top', font: { size: 15 } },
+      annotations,
+    },
+  };
+}
+
 // ------------------------------------------------------------ the buttons
 
 function button(label, act, title) {
@@ -176,7 +226,10 @@ export async function initShare(app) {
         }
         const width = Math.max(400, Math.round(el.clientWidth));
         const height = Math.max(300, Math.round(el.clientHeight));
-        await Plotly.downloadImage(el, { format: act, filename: filename(), width, height, scale: act === 'png' ? 2 : 1 });
+        const title = `${chart.title} · ${app.state.model}`;
+        const fig = titledFigure(el, title, captionOf(el), width, height);
+        hooks.lastDownload = { title, caption: captionOf(el) };
+        await Plotly.downloadImage(fig, { format: act, filename: filename(), width, height: fig.layout.height, scale: act === 'png' ? 2 : 1 });
       } else if (act === 'preset') {
         const s = app.state;
         const what = chart.image ? `${s.model}, ${s.image.length === 64 ? `${s.image.slice(0, 8)}…` : s.image}` : s.model;

@@ -2,6 +2,7 @@
 //
 //   model=resnet20  weights=init  image=<64-hex id>|<sample name>  gates=all-on|all-off|1,0,1,...
 //   bn=running|batch  layer=<tap id>  block=<block id>  channel=<int>  view=<one of VIEWS>
+//   target=<class index> (gradients view; default: the class the full ResNet predicts)
 //   range=common|own (depth heatmap)  overlay=<0..1> (feature-map opacity over the input)
 //   hide=controls,upload,strip,...  (any element with data-hide-key="<key>" is hidden: lecturer presets)
 
@@ -16,13 +17,14 @@ export const DEFAULTS = Object.freeze({
   layer: '',
   block: '',
   channel: null,
+  target: '',
   view: 'activations',
   range: 'common',
   overlay: 0,
   hide: [],
 });
 
-const ORDER = ['model', 'weights', 'image', 'gates', 'bn', 'view', 'layer', 'block', 'channel', 'range', 'overlay', 'hide'];
+const ORDER = ['model', 'weights', 'image', 'gates', 'bn', 'view', 'layer', 'block', 'channel', 'target', 'range', 'overlay', 'hide'];
 const IMAGE_ID = /^[0-9a-f]{64}$/;
 
 export const isImageId = (s) => IMAGE_ID.test(s || '');
@@ -41,6 +43,7 @@ export function parseState(search) {
   if (VIEWS.includes(q.get('view'))) s.view = q.get('view');
   if (['common', 'own'].includes(q.get('range'))) s.range = q.get('range');
   if (q.get('channel') !== null && /^\d+$/.test(q.get('channel'))) s.channel = Number(q.get('channel'));
+  if (q.get('target') !== null && /^\d+$/.test(q.get('target'))) s.target = q.get('target');
   if (q.get('overlay') !== null) s.overlay = clampNumber(q.get('overlay'), 0, 1, 0);
   s.hide = q
     .getAll('hide')

@@ -48,23 +48,28 @@ export function bnFigure(bn, steps) {
     { ...histogramTrace(after, { name: `after: ${bn.id} (actual)`, color: KIND_COLORS.bn, xaxis: 'x2', yaxis: 'y2' }), showlegend: true },
     {
       type: 'scatter', mode: 'lines', line: { shape: 'hvh', color: RUN_COLORS.current, width: 1.5 }, xaxis: 'x2', yaxis: 'y2',
-      name: `preview: γ=${num(steps.gamma)}, β=${num(steps.beta)}, ε=${num(steps.eps)} with channel ${steps.channel}'s μ, σ²`,
+      name: `preview: the left histogram through steps 3–4 with channel ${steps.channel}'s μ, σ² (γ=${num(steps.gamma)}, β=${num(steps.beta)}, ε=${num(steps.eps)})`,
       x: pc, y: preview.counts, hovertemplate: 'preview<br>x ≈ %{x:.4g}<br>count %{y}<extra></extra>',
     },
   ];
   const layout = baseLayout({
     showlegend: true,
-    legend: { orientation: 'h', y: -0.22, x: 0, font: { size: 11 } },
-    margin: { l: 56, r: 16, t: 28, b: 30 },
+    legend: { orientation: 'h', y: -0.16, yanchor: 'top', x: 0, font: { size: 11 } },
+    margin: { l: 56, r: 16, t: 40, b: 70 },
     bargap: 0,
     grid: { rows: 1, columns: 2, pattern: 'independent' },
-    xaxis: axis('', { domain: [0, 0.47] }),
+    xaxis: axis('value entering BN', { domain: [0, 0.47] }),
     yaxis: axis('count'),
-    xaxis2: axis('', { domain: [0.53, 1] }),
+    xaxis2: axis('value after BN', { domain: [0.53, 1] }),
     yaxis2: axis('', { anchor: 'x2' }),
     annotations: [
-      { text: `before BN (${bn.input}), all channels`, xref: 'paper', yref: 'paper', x: 0, y: 1.07, showarrow: false, xanchor: 'left', font: { size: 12 } },
-      { text: `after BN (${bn.id}), all channels`, xref: 'paper', yref: 'paper', x: 0.53, y: 1.07, showarrow: false, xanchor: 'left', font: { size: 12 } },
+      { text: `<b>Before BN</b>: ${bn.input}, all channels`, xref: 'paper', yref: 'paper', x: 0, y: 1.01, yanchor: 'bottom', showarrow: false, xanchor: 'left', font: { size: 12 } },
+      { text: `<b>After BN</b>: ${bn.id}, all channels`, xref: 'paper', yref: 'paper', x: 0.53, y: 1.01, yanchor: 'bottom', showarrow: false, xanchor: 'left', font: { size: 12 } },
+      {
+        text: `black line: one channel's transform (channel ${steps.channel}) applied to every channel;<br>it need not sit on the orange bars, which BN made channel by channel`,
+        xref: 'paper', yref: 'paper', x: 1, y: 0.98, xanchor: 'right', yanchor: 'top', align: 'right', showarrow: false,
+        font: { size: 10, color: '#444' }, bgcolor: 'rgba(255,255,255,0.8)',
+      },
     ],
   });
   return { data, layout, caption: bnCaption(bn, steps) };

@@ -31,7 +31,26 @@ export function logTicks(values) {
   return { tickvals, ticktext: tickvals.map((t) => num(t, steps.length === 1 ? 1 : 2)) };
 }
 
-const spread = (v) => (v.length && v[v.length - 1] > 0 ? v[0] / v[v.length - 1] : null);
+const finite = (x) => typeof x === 'number' && Number.isFinite(x);
+const spread = (v) => (v.length && finite(v[0]) && finite(v[v.length - 1]) && v[v.length - 1] > 0 ? v[0] / v[v.length - 1] : null);
+
+export const SWEEP_DEPTHS = [20, 32, 44, 56, 110];
+
+// The sweep answer from rows that arrived one depth at a time (sorted by depth; missing ones left out).
+export function sweepFromRows(rows, { bn, weights, total = rows.length } = {}) {
+  const sorted = [...rows].sort((a, b) => a.depth - b.depth);
+  return {
+    bn,
+    weights,
+    layer: "first block's first conv (dL/dW norm)",
+    depths: sorted.map((r) => r.depth),
+    residual: sorted.map((r) => r.residual.first_grad),
+    plain: sorted.map((r) => r.plain.first_grad),
+    fallbacks: sorted.filter((r) => r.fallback).map((r) => r.depth),
+    rows: sorted,
+    pending: Math.max(0, total - sorted.length),
+  };
+}
 
 // runs: {residual, plain, current} gradient JSONs (current may be null when it equals one of the others)
 export function gradNormFigure(runs, { block } = {}) {
@@ -73,18 +92,46 @@ function classText(target, label) {
 }
 
 export function depthSweepFigure(sweep) {
+  const rows = sweep.rows || [];
+  const weightsAt = (key, i) => rows[i]?.[key]?.weights || sweep.weights || '';
   const data = [
     { key: 'residual', name: 'residual', dash: 'solid' },
     { key: 'plain', name: 'plain (shortcuts off)', dash: 'dash' },
   ].map((r) => ({
-    type: 'scatter', mode: 'lines+markers', name: r.name, x: sweep.depths, y: sweep[r.key],
-    line: { color: RUN_COLORS[r.key], dash: r.dash, width: 2 }, marker: { size: 7 },
-    hovertemplate: `depth %{x}<br>first-layer ‖∂L/∂W‖ = %{y:.3e}<extra>${r.name}</extra>`,
+    type: 'scatter', mode: 'lines+markers', name: r.name, x: sweep.depths, y: sweep[r.key], connectgaps: false,
+    line: { color: RUN_COLORS[r.key], dash: r.dash, width: 2 },
+    marker: { size: 8, symbol: sweep.depths.map((_, i) => (rows[i]?.fallback ? 'x' : 'circle')) },
+    customdata: sweep.depths.map((_, i) => weightsAt(r.key, i)),
+    hovertemplate: `depth %{x}<br>first-layer ‖∂L/∂W‖ = %{y:.3e}<br>weights: %{customdata}<extra>${r.name}</extra>`,
   }));
+  const annotations = rows
+    .filter((row) => row.fallback)
+    .map((row) => ({
+      x: row.depth, y: 1, yref: 'paper', yanchor: 'bottom', showarrow: false, font: { size: 10, color: '#a33' },
+      text: `${row.residual.weights} weights`,
+    }));
+  for (const row of rows) {
+    for (const key of ['residual', 'plain']) {
+      if (!finite(row[key]?.first_grad)) {
+        annotations.push({
+          x: row.depth, y: key === 'plain' ? 0.06 : 0.14, yref: 'paper', showarrow: false, font: { size: 10, color: RUN_COLORS[key] },
+          text: `${key}: no number<br>(float32 overflow)`,
+        });
+      }
+    }
+  }
+  if (sweep.pending) {
+    annotations.push({
+      xref: 'paper', yref: 'paper', x: 1, y: 0, xanchor: 'right', yanchor: 'bottom', showarrow: false,
+      font: { size: 11, color: '#555' }, text: `computing ${sweep.pending} more depth${sweep.pending > 1 ? 's' : ''}…`,
+    });
+  }
   const layout = baseLayout({
     showlegend: true,
-    xaxis: axis('depth (CIFAR ResNet-6n+2)', { tickvals: sweep.depths }),
+    margin: { l: 64, r: 16, t: 48, b: 44 },
+    xaxis: axis('depth (CIFAR ResNet-6n+2)', { tickvals: SWEEP_DEPTHS, range: [10, 120] }),
     yaxis: axis('first-layer gradient norm (log)', { type: 'log', ...logTicks(data.flatMap((t) => t.y)) }),
+    annotations,
   });
   return { data, layout, caption: sweepCaption(sweep) };
 }
@@ -94,14 +141,23 @@ const changeText = (c) => (c >= 1 ? `grows ${num(c, 3)}×` : `shrinks to ${num(c
 function sweepCaption(sweep) {
   const n = sweep.depths.length - 1;
   const rows = sweep.rows || [];
-  const used = rows.length ? ` (weights: residual ${rows[0].residual.weights}, plain ${rows[0].plain.weights})` : sweep.weights ? ` (${sweep.weights} weights)` : '';
+  const used = sweep.weights === 'trained' ? ' (trained weights; the plain curve uses the plain twins)' : sweep.weights ? ` (${sweep.weights} weights)` : '';
   const layer = sweep.layer ? `the ${sweep.layer}` : 'the first layer';
   let text = `Gradient norm at ${layer} of CIFAR ResNets of depth ${sweep.depths.join(', ')}${used}, with all shortcuts on and all off, for one probe image. `;
-  const r = sweep.residual[0] > 0 ? sweep.residual[n] / sweep.residual[0] : null;
-  const p = sweep.plain[0] > 0 ? sweep.plain[n] / sweep.plain[0] : null;
-  if (r !== null && p !== null) {
+  const ratio = (v) => (finite(v[0]) && finite(v[n]) && v[0] > 0 ? v[n] / v[0] : null);
+  const r = ratio(sweep.residual);
+  const p = ratio(sweep.plain);
+  if (n > 0 && r !== null && p !== null) {
     text += `From depth ${sweep.depths[0]} to ${sweep.depths[n]} it ${changeText(r)} with shortcuts and ${changeText(p)} without. `;
   }
+  const fallback = rows.filter((row) => row.fallback);
+  if (fallback.length) {
+    text += `Not every depth has ${sweep.weights} weights: ${fallback.map((row) => `depth ${row.depth} (${row.note})`).join('; ')}; those points are drawn as ×. `;
+  } else if (sweep.weights === 'trained' && rows.length) {
+    text += 'Every depth uses its own trained weights: the residual nets trained with shortcuts, the plain ones trained without. ';
+  }
+  const missing = rows.filter((row) => !finite(row.residual.first_grad) || !finite(row.plain.first_grad));
+  if (missing.length) text += `No number for depth ${missing.map((row) => row.depth).join(', ')}: the gradient overflowed float32 and is left out. `;
   if (sweep.bn === 'running' && rows.length && rows.every((row) => row.residual.weights === 'init')) {
     text += 'These are untrained weights whose running statistics are mean 0, variance 1, so BN does not rescale anything here; compare batch statistics.';
   }
@@ -128,8 +184,9 @@ export function lesionFigure(lesion, { block, blocks } = {}) {
 }
 
 function lesionCaption(lesion) {
-  const worst = lesion.blocks.reduce((a, b) => (b.delta < a.delta ? b : a), lesion.blocks[0]);
-  const best = lesion.blocks.reduce((a, b) => (b.delta > a.delta ? b : a), lesion.blocks[0]);
+  const ok = lesion.blocks.filter((b) => finite(b.delta));
+  const worst = ok.reduce((a, b) => (b.delta < a.delta ? b : a), ok[0] || { delta: 0 });
+  const best = ok.reduce((a, b) => (b.delta > a.delta ? b : a), ok[0] || { delta: 0 });
   let text = `Each bar removes one block's residual branch F (its shortcut stays, as in Veit et al. 2016) and shows the change in the probability of ${classText(lesion.target, lesion.target_label)} (base p = ${num(lesion.base_probability, 3)}). `;
   if (worst.delta < 0) text += `The largest drop is ${worst.id} (Δp = ${num(worst.delta, 3)}). `;
   if (best.delta > 0) text += `The largest rise is ${best.id} (Δp = +${num(best.delta, 3)}). `;

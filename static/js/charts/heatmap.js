@@ -31,8 +31,36 @@ export function heatmapSelection(layers, layer) {
 }
 
 const log10Fraction = (k, n) => (k > 0 && n > 0 ? Math.log10(k / n) : null);
+const finite = (x) => typeof x === 'number' && Number.isFinite(x);
 
-export function depthHeatmapFigure(analysis, { range = 'common', layer } = {}) {
+// Row labels that never overlap: every row when there is room (>= 11 px a row), else every k-th row;
+// the chosen tap is always labelled, and regular labels too close to it are dropped.
+export function rowTicks(n, selected, plotHeight) {
+  const step = Math.max(1, Math.ceil((11 * n) / Math.max(plotHeight, 1)));
+  const ticks = [];
+  for (let i = 0; i < n; i += step) if (selected < 0 || Math.abs(i - selected) >= step || i === selected) ticks.push(i);
+  if (selected >= 0 && !ticks.includes(selected)) ticks.push(selected);
+  return ticks.sort((a, b) => a - b);
+}
+
+// How far each tap's values reach beyond its histogram range, in units of that range's width:
+// left bars for the low tail (min below the low edge), right bars for the high tail.
+export function tailExtents(layers) {
+  return layers.map((l) => {
+    const e = l.histogram.edges;
+    const span = e[e.length - 1] - e[0] || 1;
+    const s = l.stats || {};
+    return {
+      low: finite(s.min) ? Math.max(0, (e[0] - s.min) / span) : null,
+      high: finite(s.max) ? Math.max(0, (s.max - e[e.length - 1]) / span) : null,
+    };
+  });
+}
+
+// Default height of the heatmap for n rows (the view sizes its box to this: ~6 px a row).
+export const heatmapHeight = (n) => Math.min(1500, Math.max(480, 6 * n + 90));
+
+export function depthHeatmapFigure(analysis, { range = 'common', layer, height = 480 } = {}) {
   const layers = analysis.layers;
   const y = layers.map((_, i) => i);
   let x;
@@ -56,14 +84,17 @@ export function depthHeatmapFigure(analysis, { range = 'common', layer } = {}) {
       return l.histogram.counts.map((_, j) => `${l.id}<br>[${num(e[j])}, ${num(e[j + 1])})`);
     });
   }
-  const flows = layers.map((l) => [l.histogram.underflow, l.histogram.overflow].map((k) => log10Fraction(k, l.histogram.sampled)));
-  const flowHover = layers.map((l) => [
-    `${l.id}<br>underflow: ${l.histogram.underflow} values below ${num(l.histogram.edges[0])}`,
-    `${l.id}<br>overflow: ${l.histogram.overflow} values above ${num(l.histogram.edges[l.histogram.edges.length - 1])}`,
-  ]);
+  const tails = tailExtents(layers);
+  const tailHover = (side) => layers.map((l, i) => {
+    const h = l.histogram;
+    const e = h.edges;
+    return side === 'low'
+      ? `${l.id}<br>underflow: ${h.underflow} values below ${num(e[0])}<br>min ${num(l.stats?.min)}: ${num(tails[i].low, 2)}× the range width below it`
+      : `${l.id}<br>overflow: ${h.overflow} values above ${num(e[e.length - 1])}<br>max ${num(l.stats?.max)}: ${num(tails[i].high, 2)}× the range width above it`;
+  });
   const zmin = -4.3;
   const colorbar = {
-    title: { text: 'fraction', side: 'right' }, thickness: 12, len: 0.9,
+    title: { text: 'fraction', side: 'right' }, thickness: 12, len: 0.9, x: 1.0, xanchor: 'left',
     tickvals: [-4, -3, -2, -1, 0], ticktext: ['1e-4', '1e-3', '0.01', '0.1', '1'],
   };
   const data = [
@@ -72,17 +103,23 @@ export function depthHeatmapFigure(analysis, { range = 'common', layer } = {}) {
       hovertemplate: '%{text}<br>fraction 10^%{z:.2f}<extra></extra>', hoverongaps: false,
     },
     {
-      type: 'heatmap', x: ['under', 'over'], y, z: flows, text: flowHover, zmin, zmax: 0, colorscale: 'Viridis', showscale: false,
-      xaxis: 'x2', yaxis: 'y', hovertemplate: '%{text}<extra></extra>', hoverongaps: false, xgap: 2,
+      type: 'bar', orientation: 'h', name: 'low tail', y, x: tails.map((t) => (t.low === null ? null : -t.low)), hovertext: tailHover('low'), textposition: 'none',
+      marker: { color: '#6a51a3' }, xaxis: 'x2', yaxis: 'y', hovertemplate: '%{hovertext}<extra></extra>', showlegend: false,
+    },
+    {
+      type: 'bar', orientation: 'h', name: 'high tail', y, x: tails.map((t) => t.high), hovertext: tailHover('high'), textposition: 'none',
+      marker: { color: '#d6404e' }, xaxis: 'x2', yaxis: 'y', hovertemplate: '%{hovertext}<extra></extra>', showlegend: false,
     },
   ];
   const li = layers.findIndex((l) => l.id === layer);
-  const tickStep = Math.max(1, Math.ceil(layers.length / 28));
-  const ticks = y.filter((i) => i % tickStep === 0 || i === li);
+  const ticks = rowTicks(layers.length, li, height - 64);
   const layout = baseLayout({
+    height,
     margin: { l: 120, r: 8, t: 16, b: 48 },
-    xaxis: axis(range === 'common' ? 'value (one range for every tap)' : 'position in each tap’s own range (0 = its low edge, 1 = its high edge)', { domain: [0, 0.86] }),
-    xaxis2: { domain: [0.88, 1], tickfont: { size: 10 }, fixedrange: true },
+    barmode: 'overlay',
+    bargap: 0.15,
+    xaxis: axis(range === 'common' ? 'value (one range for every tap)' : 'position in each tap’s own range (0 = its low edge, 1 = its high edge)', { domain: [0, 0.8] }),
+    xaxis2: axis('tails beyond the range<br>(× its width)', { domain: [0.83, 0.95], tickfont: { size: 9 }, fixedrange: true, zeroline: true, zerolinecolor: '#999', title: { text: 'tails beyond the range<br>(× its width)', font: { size: 10 } } }),
     yaxis: axis('', { autorange: 'reversed', tickvals: ticks, ticktext: ticks.map((i) => layers[i].id), tickfont: { size: 9 } }),
     shapes: heatmapSelection(layers, layer),
   });
@@ -100,6 +137,6 @@ function heatmapCaption(analysis, range, lo, hi) {
     text += 'Each row normalised to its own 0.1%–99.9% quantile range, so shapes compare but positions do not: ';
   }
   text += `the widest range is ${widest.id} (${num(widest.span)}), the narrowest ${narrowest.id} (${num(narrowest.span)}). `;
-  text += 'The two right columns are each tap’s underflow and overflow (values beyond its own range).';
+  text += 'Right: how far each tap’s values reach beyond its histogram range (the 0.1%–99.9% quantiles, so about 0.1% of the values on each side lie out there), left bars below its low edge, right bars above its high edge, in units of the range’s width; hover for the counts.';
   return text;
 }

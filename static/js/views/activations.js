@@ -2,7 +2,14 @@
 import { draw, onPlotClick, reshape } from '../plot.js';
 import { depthFigure, selectionShapes } from '../charts/depth.js';
 import { layerHistogramFigure } from '../charts/histogram.js';
-import { depthHeatmapFigure, heatmapSelection } from '../charts/heatmap.js';
+import { depthHeatmapFigure, heatmapHeight, heatmapSelection } from '../charts/heatmap.js';
+
+// The heatmap's box grows with the number of taps (~6 px a row), so deep nets keep readable rows.
+function sizeHeatmap(el, rows) {
+  const h = heatmapHeight(rows);
+  el.style.height = `${h}px`;
+  return h;
+}
 
 const $ = (id) => document.getElementById(id);
 
@@ -43,7 +50,7 @@ export async function render(app) {
   await Promise.all([
     draw(depth, app.akey, () => depthFigure(a, sel)).then(() => reshape(depth, `${layer.id}|${s.block}`, () => selectionShapes(a.layers, sel))),
     draw($('chart-histogram'), `${app.akey}|${layer.id}`, () => layerHistogramFigure(layer)),
-    draw(heat, `${app.akey}|${s.range}`, () => depthHeatmapFigure(a, { range: s.range, layer: layer.id })).then(() =>
+    draw(heat, `${app.akey}|${s.range}`, () => depthHeatmapFigure(a, { range: s.range, layer: layer.id, height: sizeHeatmap(heat, a.layers.length) })).then(() =>
       reshape(heat, layer.id, () => heatmapSelection(a.layers, layer.id)),
     ),
   ]);
