@@ -92,7 +92,9 @@ def test_gradients_view_default_state(lpage, shot) -> None:  # noqa: ANN001
     assert "Every depth uses its own trained weights" in caption
     assert sweep_s <= 20, f"the sweep took {sweep_s:.1f} s in the page (the issue asks <= 10 s on its own)"
     # The collapse table: one row per CIFAR depth, computed live.
-    lpage.wait_for_function("document.querySelectorAll('#collapse-table tr[data-model]').length === 5", timeout=90_000)
+    lpage.wait_for_function(
+        "() => document.querySelectorAll('#collapse-table tr[data-model]').length === 5", timeout=90_000
+    )
     assert "first layer: on ÷ off" in lpage.locator("#collapse-table").inner_text()
     no_error(lpage)
     shot(lpage, "lecture-gradients")
@@ -110,13 +112,13 @@ def test_gradient_target_is_pinned_and_choosable(lpage) -> None:  # noqa: ANN001
         n = renders(lpage)
         lpage.click(f'.blk[data-block="{block}"] .switch')
         wait_rendered(lpage, n)
-        lpage.wait_for_function("document.getElementById('chart-grad').data.length === 3")
+        lpage.wait_for_function("() => document.getElementById('chart-grad').data.length === 3")
         assert lpage.locator("#grad-target-note").inner_text() == note
         assert lpage.evaluate("document.getElementById('chart-grad').data[0].y") == residual_before
     # Choose another class: every curve is measured against it and the URL remembers it.
     n = renders(lpage)
     lpage.select_option("#grad-target", "3")
-    lpage.wait_for_function("new URL(location).searchParams.get('target') === '3'")
+    lpage.wait_for_function("() => new URL(location).searchParams.get('target') === '3'")
     lpage.wait_for_function(
         "(before) => JSON.stringify(document.getElementById('chart-grad').data[0].y) !== before",
         arg=json.dumps(residual_before),
@@ -139,7 +141,7 @@ def test_charts_tolerate_null_values(lpage) -> None:  # noqa: ANN001
     lpage.route("**/api/gradients/depth-sweep*", nulled)
     lpage.goto(GRADIENTS_URL)
     wait_rendered(lpage)
-    lpage.wait_for_function("document.getElementById('sweep-progress').hidden", timeout=60_000)
+    lpage.wait_for_function("() => document.getElementById('sweep-progress').hidden", timeout=60_000)
     assert lpage.evaluate(TRACE_VALUES_JS, "chart-sweep") == [10, 5]
     assert "overflowed float32" in lpage.locator("#cap-sweep").inner_text()
     no_error(lpage)
@@ -149,7 +151,7 @@ def test_a_failed_sweep_says_so(lpage) -> None:  # noqa: ANN001
     lpage.route("**/api/gradients/depth-sweep*", lambda r: r.fulfill(status=500, body="Internal Server Error"))
     lpage.goto(GRADIENTS_URL)
     wait_rendered(lpage)
-    lpage.wait_for_function("(document.getElementById('chart-sweep').dataset.message || '').includes('failed')")
+    lpage.wait_for_function("() => (document.getElementById('chart-sweep').dataset.message || '').includes('failed')")
 
 
 # ---------------------------------------------------------------- predictions, stale charts, strip, heatmap
@@ -190,7 +192,7 @@ def test_no_stale_prediction_while_a_model_loads(lpage) -> None:  # noqa: ANN001
     assert "exported on first use" in lpage.locator('#model option[value="resnet56"]').inner_text()
     n = renders(lpage)
     lpage.select_option("#model", "resnet56")
-    lpage.wait_for_function("document.getElementById('strip-blocks').querySelectorAll('.blk').length === 27")
+    lpage.wait_for_function("() => document.getElementById('strip-blocks').querySelectorAll('.blk').length === 27")
     # resnet56's strip is up, its analysis is not: the prediction must not show resnet20's answer.
     assert "placeholder" in lpage.locator("#chart-prediction").get_attribute("class")
     assert lpage.locator("#cap-prediction").inner_text() == ""
@@ -244,7 +246,9 @@ def _log_tick_ok(text: str) -> bool:
 
 def test_lab_default_state(lpage, shot) -> None:  # noqa: ANN001
     lpage.goto("/lab")
-    lpage.wait_for_function("document.getElementById('chart-loss').data && document.getElementById('chart-acc').data")
+    lpage.wait_for_function(
+        "() => document.getElementById('chart-loss').data && document.getElementById('chart-acc').data"
+    )
     assert_drawn(lpage, "chart-loss", "chart-acc")
     names = lpage.evaluate("document.getElementById('chart-loss').data.map((t) => t.name)")
     for depth in (20, 32, 44, 56, 110):
@@ -255,9 +259,11 @@ def test_lab_default_state(lpage, shot) -> None:  # noqa: ANN001
     plot_top = lpage.evaluate("document.querySelector('#chart-loss .draglayer .nsewdrag').getBoundingClientRect().top")
     xtitle = lpage.evaluate("document.querySelector('#chart-loss .g-xtitle').getBoundingClientRect().top")
     assert legend <= plot_top + 1 and legend < xtitle, "the legend sits above the plot, clear of the axis title"
-    lpage.wait_for_function("document.querySelectorAll('#collapse-table tr[data-model]').length === 5", timeout=90_000)
+    lpage.wait_for_function(
+        "() => document.querySelectorAll('#collapse-table tr[data-model]').length === 5", timeout=90_000
+    )
     if _nan_safe():
-        lpage.wait_for_function("document.getElementById('chart-fig7').data", timeout=90_000)
+        lpage.wait_for_function("() => document.getElementById('chart-fig7').data", timeout=90_000)
         assert_drawn(lpage, "chart-fig7", "chart-fig7-sorted")
         no_error(lpage)
     shot(lpage, "lecture-lab")
@@ -266,7 +272,7 @@ def test_lab_default_state(lpage, shot) -> None:  # noqa: ANN001
 def test_lab_fig7_failure_is_shown(lpage) -> None:  # noqa: ANN001
     lpage.route("**/api/lab/fig7*", lambda r: r.fulfill(status=500, body="Internal Server Error"))
     lpage.goto("/lab")
-    lpage.wait_for_function("!document.getElementById('error').hidden")
+    lpage.wait_for_function("() => !document.getElementById('error').hidden")
     assert "Fig. 7 failed" in lpage.locator("#error").inner_text()
     assert "Fig. 7 failed" in lpage.locator("#chart-fig7").get_attribute("data-message")
 
@@ -288,7 +294,7 @@ def test_api_docs_offline(lpage, lecture_server: LiveServer) -> None:  # noqa: A
     assert "resviz" in lpage.locator(".swagger-ui .info .title").inner_text()
     assert lpage.locator(".swagger-ui .opblock").count() > 10
     lpage.goto("/redoc")
-    lpage.wait_for_function("document.body.innerText.includes('/api/gradients/depth-sweep')", timeout=30_000)
+    lpage.wait_for_function("() => document.body.innerText.includes('/api/gradients/depth-sweep')", timeout=30_000)
     assert not outside, f"requests left the machine: {outside}"
 
 
@@ -318,7 +324,7 @@ def test_fig3_diagram(lpage, shot) -> None:  # noqa: ANN001
 
 def test_batchnorm_embed_reads_right(lpage) -> None:  # noqa: ANN001
     lpage.goto("/embed/batchnorm?model=resnet20&image=set-ring&caption=1")
-    lpage.wait_for_function("window.__embed && window.__embed.status !== 'loading'")
+    lpage.wait_for_function("() => window.__embed && window.__embed.status !== 'loading'")
     assert lpage.evaluate("window.__embed.status") == "drawn"
     notes = " | ".join(lpage.evaluate("document.getElementById('chart').layout.annotations.map((a) => a.text)"))
     assert "Before BN" in notes and "After BN" in notes and "black line" in notes
@@ -376,7 +382,7 @@ def test_example_deck_from_file_and_over_http(browser, lecture_server: LiveServe
             context = browser.new_context(viewport={"width": 1280, "height": 720})
             page = context.new_page()
             page.goto(url, wait_until="commit")
-            page.wait_for_function("document.querySelectorAll('iframe').length === 6")
+            page.wait_for_function("() => document.querySelectorAll('iframe').length === 6")
             page.wait_for_timeout(500)
             statuses = _frames_drawn(page)
             assert statuses == ["drawn"] * 6, f"{url}: {statuses}"
@@ -400,7 +406,7 @@ def test_screenshots_of_every_default_view(lpage, shot) -> None:  # noqa: ANN001
             lpage.click(f"#tabs [data-view={view}]")
             wait_rendered(lpage, n)
         if view == "gradients":
-            lpage.wait_for_function("document.getElementById('sweep-progress').hidden", timeout=60_000)
+            lpage.wait_for_function("() => document.getElementById('sweep-progress').hidden", timeout=60_000)
         no_error(lpage)
         shot(lpage, f"default-{view}")
     for name, url in (("architecture", "/architecture"), ("regression", "/regression"), ("presets", "/presets")):
@@ -409,6 +415,6 @@ def test_screenshots_of_every_default_view(lpage, shot) -> None:  # noqa: ANN001
         no_error(lpage)
         shot(lpage, f"default-{name}")
     lpage.goto("/embed/gradients?model=resnet56&weights=trained&image=set-ring&caption=1")
-    lpage.wait_for_function("window.__embed && window.__embed.status !== 'loading'")
+    lpage.wait_for_function("() => window.__embed && window.__embed.status !== 'loading'")
     assert lpage.evaluate("window.__embed.status") == "drawn"
     shot(lpage, "default-embed-gradients")
