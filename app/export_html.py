@@ -12,10 +12,11 @@ http(s) URL even as text.
 from __future__ import annotations
 
 import html
-import json
 import re
 from functools import lru_cache
 from typing import Any
+
+import orjson
 
 from app.figures import PLOT_CONFIG
 
@@ -91,12 +92,11 @@ def figure_json(fig: dict[str, Any]) -> str:
     layout = {**fig["layout"], "template": {}}
     checked = go.Figure(data=fig["data"], layout=layout).to_plotly_json()
     config = {**PLOT_CONFIG, "toImageButtonOptions": {**PLOT_CONFIG["toImageButtonOptions"], "filename": "resviz"}}
-    text = json.dumps(
+    text = orjson.dumps(
         {"data": checked["data"], "layout": checked["layout"], "config": config},
-        allow_nan=False,
         default=_jsonable,
-        separators=(",", ":"),
-    )
+        option=orjson.OPT_SERIALIZE_NUMPY,  # NaN and infinity (an overflowed network) become null, as in the API
+    ).decode()
     return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
 
 

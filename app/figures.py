@@ -255,8 +255,9 @@ def bin_centres(edges: list[float]) -> list[float]:
 
 
 def bin_widths(edges: list[float]) -> list[float]:
-    """Widths of the bins given by their edges."""
-    return [edges[i + 1] - edges[i] for i in range(len(edges) - 1)]
+    """Widths of the bins given by their edges (0 where an edge is not a finite number: nothing is drawn)."""
+    widths = [edges[i + 1] - edges[i] for i in range(len(edges) - 1)]
+    return [w if math.isfinite(w) else 0.0 for w in widths]
 
 
 def hist_moments(hist: dict) -> dict:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import math
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -278,7 +279,19 @@ async def embed_chart(chart: str, request: Request, registry: RegistryDep, store
 
 
 def _payload(payload: Any) -> dict:
-    return payload.json()
+    doc = payload.json()
+    return _null_to_nan(doc) if doc.get("notes") else doc
+
+
+def _null_to_nan(obj: Any) -> Any:
+    """Nulls (numbers that were not finite) back to NaN, so the figure arithmetic runs and Plotly leaves gaps."""
+    if obj is None:
+        return math.nan
+    if isinstance(obj, dict):
+        return {k: _null_to_nan(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_null_to_nan(v) for v in obj]
+    return obj
 
 
 def pinned_target(link: ChartLink, blob: bytes, service: AnalysisService) -> int:
