@@ -26,6 +26,24 @@ from tests.conftest import png_bytes
 # ---------------------------------------------------------------- the gate, deterministic (no timing asserts)
 
 
+def run_async(main: Callable) -> None:
+    """``asyncio.run(main())`` on a thread of its own (a browser test may hold this thread's event loop)."""
+    errors: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            asyncio.run(main())
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the test's thread
+            errors.append(exc)
+
+    t = threading.Thread(target=target)
+    t.start()
+    t.join(60)
+    assert not t.is_alive(), "the gate test did not finish"
+    if errors:
+        raise errors[0]
+
+
 def _blocking_job(key: object, release: threading.Event, calls: list, value: object = "done") -> Job:
     def run() -> object:
         calls.append(key)
@@ -52,7 +70,7 @@ def test_full_queue_answers_overloaded_with_retry_after() -> None:
         assert gate.info()["rejected"] == 1 and gate.info()["running"] == 0
         gate.close()
 
-    asyncio.run(main())
+    run_async(main)
 
 
 def test_estimated_wait_past_the_limit_is_refused() -> None:
@@ -69,7 +87,7 @@ def test_estimated_wait_past_the_limit_is_refused() -> None:
         await first
         gate.close()
 
-    asyncio.run(main())
+    run_async(main)
 
 
 def test_identical_jobs_in_flight_run_once_and_land_in_the_cache() -> None:
@@ -92,7 +110,7 @@ def test_identical_jobs_in_flight_run_once_and_land_in_the_cache() -> None:
         assert await gate.submit(job()) == b"answer" and calls == ["same"], "afterwards a cache hit"
         gate.close()
 
-    asyncio.run(main())
+    run_async(main)
 
 
 def test_a_queued_request_whose_client_left_is_never_computed() -> None:
@@ -119,7 +137,7 @@ def test_a_queued_request_whose_client_left_is_never_computed() -> None:
         assert after == "c" and calls == ["a"], "the abandoned job was dropped from the queue, not run"
         gate.close()
 
-    asyncio.run(main())
+    run_async(main)
 
 
 def test_a_failing_job_reaches_every_waiter_and_frees_its_slot() -> None:
@@ -135,7 +153,7 @@ def test_a_failing_job_reaches_every_waiter_and_frees_its_slot() -> None:
         assert gate.info()["running"] == 0
         gate.close()
 
-    asyncio.run(main())
+    run_async(main)
 
 
 # ---------------------------------------------------------------- byte budgets
@@ -202,7 +220,9 @@ def test_http_full_gate_is_503_with_retry_after(exported: Callable, make_client:
             if gate.info()["running"] == 1:
                 break
             time.sleep(0.01)
-        r = client.post("/api/models/resnet20/analyze", files={"image": ("a.png", png_bytes(), "image/png")})
+        r = client.post(
+            "/api/models/resnet20/analyze?weights=init", files={"image": ("a.png", png_bytes(), "image/png")}
+        )
         assert r.status_code == 503
         assert int(r.headers["retry-after"]) >= 1
         assert "busy" in r.json()["detail"] and "try again" in r.json()["detail"]
@@ -212,7 +232,7 @@ def test_http_full_gate_is_503_with_retry_after(exported: Callable, make_client:
     finally:
         release.set()
         fut.result(timeout=10)
-    r = client.post("/api/models/resnet20/analyze", files={"image": ("a.png", png_bytes(), "image/png")})
+    r = client.post("/api/models/resnet20/analyze?weights=init", files={"image": ("a.png", png_bytes(), "image/png")})
     assert r.status_code == 200, "after the burst the same request works"
 
 
@@ -240,7 +260,7 @@ def test_identical_http_requests_compute_once(exported: Callable, make_client: C
     results: list[int] = []
 
     def one() -> None:
-        r = client.post("/api/models/resnet20/analyze", files={"image": ("a.png", blob, "image/png")})
+        r = client.post("/api/models/resnet20/analyze?weights=init", files={"image": ("a.png", blob, "image/png")})
         results.append(r.status_code)
 
     threads = [threading.Thread(target=one) for _ in range(6)]

@@ -116,8 +116,11 @@ def test_shipped_precomputed_sweep_matches_a_live_computation(exported: Callable
 
         for d, on, off in zip(j["depths"], j["residual"], j["plain"], strict=True):
             row = sweep_row(svc.registry, d, probe_png(), "trained", bn, svc.images)
-            assert on == pytest.approx(row["residual"]["first_grad"], rel=1e-4)
-            assert off == pytest.approx(row["plain"]["first_grad"], rel=1e-4)
+            for shipped, live in ((on, row["residual"]["first_grad"]), (off, row["plain"]["first_grad"])):
+                if live is None:  # float32 overflow (trained plain-110, running BN): no number either way
+                    assert shipped is None
+                else:
+                    assert shipped == pytest.approx(live, rel=1e-4)
 
 
 def test_collapse_table_matches_autograd(client, models_dir: Path) -> None:  # noqa: ANN001

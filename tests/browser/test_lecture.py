@@ -123,7 +123,7 @@ def test_gradient_target_is_pinned_and_choosable(lpage) -> None:  # noqa: ANN001
         "(before) => JSON.stringify(document.getElementById('chart-grad').data[0].y) !== before",
         arg=json.dumps(residual_before),
     )
-    assert "your choice" in lpage.locator("#grad-target-note").inner_text()
+    lpage.wait_for_function("() => document.getElementById('grad-target-note').textContent.includes('your choice')")
     assert "(class 3)" in lpage.locator("#grad-target-note").inner_text()
     del n
 

@@ -93,7 +93,10 @@ async function renderCollapse(app) {
   box.dataset.key = bn;
 }
 
+let renderSeq = 0; // a newer render of this view wins: an older one finishing late writes nothing
+
 export async function render(app) {
+  const seq = ++renderSeq;
   const s = app.state;
   const akey = app.akey;
   const chosen = s.target === '' || s.target === undefined ? undefined : Number(s.target);
@@ -122,7 +125,7 @@ export async function render(app) {
     const predicted = { index: full.target[0], label: full.target_label[0] };
     const residual = chosen === undefined || chosen === predicted.index ? full : await grad('all-on', chosen);
     const target = residual.target[0];
-    if (akey !== app.akey) return { target };
+    if (akey !== app.akey || seq !== renderSeq) return { target };
     fillTargetSelect(app, predicted);
     $('grad-target-note').textContent = chosen === undefined
       ? `Every curve and the lesion study measure the loss against “${predicted.label}” (class ${target}), the class the full residual network (all shortcuts on) predicts; toggling shortcuts does not move it.`
@@ -130,7 +133,7 @@ export async function render(app) {
     const wanted = { plain: 'all-off' };
     if (!['all-on', 'all-off'].includes(s.gates)) wanted.current = s.gates;
     const entries = await Promise.all(Object.entries(wanted).map(async ([k, g]) => [k, await grad(g, target)]));
-    if (akey !== app.akey) return { target };
+    if (akey !== app.akey || seq !== renderSeq) return { target };
     const runs = { residual, ...Object.fromEntries(entries) };
     await draw($('chart-grad'), `${akey}|${s.gates}|${s.block}|${target}`, () => gradNormFigure(runs, { block: s.block }));
     return { target };
@@ -139,7 +142,7 @@ export async function render(app) {
   const lesionJob = gradJob
     .then(async ({ target }) => {
       const lesion = await app.cached(`lesion|${base}|${s.gates}|${target}`, 'Lesion study', () => api.lesion(s.model, app.params({ target })));
-      if (akey !== app.akey) return;
+      if (akey !== app.akey || seq !== renderSeq) return;
       await draw($('chart-lesion'), `${akey}|lesion|${s.block}|${target}`, () => lesionFigure(lesion, { block: s.block, blocks: app.analysis.blocks }));
     })
     .catch((err) => unavailable($('chart-lesion'), 'The lesion endpoint', err));
