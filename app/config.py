@@ -41,6 +41,7 @@ class Settings(BaseSettings):
     cache_bytes: int = 384 * 1024 * 1024  # finished answers (JSON payloads), least recently used evicted
     taps_cache_bytes: int = 128 * 1024 * 1024  # full tap tensors kept for feature-map clicks
     body_timeout_s: float = 20.0  # a request body that stalls this long is cut off (408)
+    warm_on_start: bool = True  # open the default models' analysis sessions at start-up, beside serving
     header_timeout_s: float = 10.0  # a connection whose request headers take longer is closed
     feature_maps_k: int = 8  # channels per tap shown as thumbnails
     store_max_bytes: int = 512 * 1024 * 1024  # stored-image budget

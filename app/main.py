@@ -6,6 +6,7 @@ import asyncio
 import errno
 import logging
 import os
+import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -161,6 +162,18 @@ def create_app(settings: Settings | None = None, export_command: Command | None 
                 settings.start_model, tuple(settings.default_models), lambda name: registry.resolve_variant(name, None)
             )
         queue.start()
+        app.state.warming = threading.Event()
+        if settings.warm_on_start:
+
+            def warm() -> None:
+                app.state.warming.set()
+                try:
+                    registry.warm(tuple(settings.default_models))
+                finally:
+                    app.state.warming.clear()
+
+            app.state.warming.set()
+            threading.Thread(target=warm, name="warm", daemon=True).start()
         app.state.exports = queue
         app.state.registry = registry
         service = AnalysisService(
@@ -282,7 +295,7 @@ def create_app(settings: Settings | None = None, export_command: Command | None 
         state = request.app.state
         service: AnalysisService = state.service
         return {
-            "status": "ready",
+            "status": "warming" if state.warming.is_set() else "ready",
             "providers": state.registry.providers,
             "models_loaded": state.registry.loaded(),
             "gate": state.gate.info(),

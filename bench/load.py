@@ -262,12 +262,25 @@ async def scenario(name: str, server: Server, seed: int) -> dict:
     else:
         raise SystemExit(f"unknown scenario {name!r}")
     before = server.rss_mib()
+    cache_before = await _cache_mib(url)
     async with Watch(server) as watch:
         t0 = time.perf_counter()
         answers = await paced(jobs, over, at_once)
         wall = time.perf_counter() - t0
     after = server.rss_mib()
-    return summarise(name, answers, wall, watch, before, after)
+    row = summarise(name, answers, wall, watch, before, after)
+    cache_after = await _cache_mib(url)
+    row["cache_growth_mib"] = _r(cache_after - cache_before) if None not in (cache_before, cache_after) else None
+    return row
+
+
+async def _cache_mib(url: str) -> float | None:
+    """Bytes in the server's caches (answers and tap tensors), from /readyz, in MiB."""
+    a = await http(f"{url}/readyz")
+    if a.status != 200:
+        return None
+    ready = json.loads(a.body)
+    return (ready["cache"]["bytes"] + ready["taps_cache"]["bytes"]) / 2**20
 
 
 def _post(req: tuple[str, bytes, dict[str, str]]) -> tuple[str, str, bytes, dict[str, str]]:
@@ -319,7 +332,8 @@ def table(rows: list[dict]) -> str:
     """The results as a fixed-width table."""
     head = (
         f"{'scenario':<8} {'reqs':>5} {'wall s':>7} {'200':>5} {'503':>5} {'other':>5} {'5xx':>4} {'conn':>4}"
-        f" {'p50 s':>7} {'p95 s':>7} {'p99 s':>7} {'health ms':>9} {'RSS MiB before/peak/after':>27} {'soak +MiB':>9}"
+        f" {'p50 s':>7} {'p95 s':>7} {'p99 s':>7} {'health ms':>9} {'RSS MiB before/peak/after':>27}"
+        f" {'RSS+MiB':>7} {'cache+MiB':>9}"
     )
     lines = [head]
     for r in rows:
@@ -329,7 +343,8 @@ def table(rows: list[dict]) -> str:
         lines.append(
             f"{r['scenario']:<8} {r['requests']:>5} {r['wall_s']:>7} {st.get('200', 0):>5} {st.get('503', 0):>5}"
             f" {other:>5} {r['server_errors']:>4} {r['connection_errors']:>4} {r['p50_s']:>7} {r['p95_s']:>7}"
-            f" {r['p99_s']:>7} {r['healthz_max_ms']:>9} {mem:>27} {str(r['rss_growth_after_warmup_mib']):>9}"
+            f" {r['p99_s']:>7} {r['healthz_max_ms']:>9} {mem:>27} {str(r['rss_growth_after_warmup_mib']):>7}"
+            f" {str(r['cache_growth_mib']):>9}"
         )
     return "\n".join(lines)
 
@@ -341,6 +356,11 @@ async def main_async(args: argparse.Namespace) -> list[dict]:
     server = Server(args.url, env)
     rows = []
     try:
+        for _ in range(600):  # the server opens its default models' sessions first (at most a minute)
+            a = await http(f"{server.url}/readyz")
+            if a.status == 200 and json.loads(a.body)["status"] == "ready":
+                break
+            await asyncio.sleep(0.1)
         for name in args.only.split(","):
             row = await scenario(name.strip(), server, args.seed)
             rows.append(row)

@@ -57,7 +57,9 @@ def make_client(models_dir: Path, data_dir: Path) -> Iterator[Callable]:
     clients = []
 
     def _make(**overrides: object) -> TestClient:
-        settings = Settings(models_dir=models_dir, data_dir=data_dir, export_on_start=False, **overrides)
+        settings = Settings(
+            models_dir=models_dir, data_dir=data_dir, export_on_start=False, warm_on_start=False, **overrides
+        )
         client = TestClient(create_app(settings))
         client.__enter__()
         clients.append(client)

@@ -68,17 +68,18 @@ class _Flight:
 
 @dataclass
 class _Costs:
-    """Running averages of job durations per cost class (for wait estimates)."""
+    """Recent job durations per cost class (for wait estimates): the median of the last few runs, so one
+    cold run (a session opened, a graph optimised) does not make every later estimate too long."""
 
-    seconds: dict[str, float] = field(default_factory=dict)
+    seconds: dict[str, deque] = field(default_factory=dict)
 
     def estimate(self, cost: str) -> float:
-        return self.seconds.get(cost, self.seconds.get("default", 0.2))
+        runs = self.seconds.get(cost) or self.seconds.get("default")
+        return float(sorted(runs)[len(runs) // 2]) if runs else 0.2
 
     def record(self, cost: str, dt: float) -> None:
-        old = self.seconds.get(cost)
-        self.seconds[cost] = dt if old is None else 0.8 * old + 0.2 * dt
-        self.seconds["default"] = max(self.seconds.get("default", 0.0) * 0.9, dt)
+        for key in (cost, "default"):
+            self.seconds.setdefault(key, deque(maxlen=9)).append(dt)
 
 
 class Gate:

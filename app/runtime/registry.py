@@ -95,6 +95,25 @@ class ModelRegistry:
         self._lock = threading.RLock()  # creating sessions concurrently is not safe
         self._export_locks: dict[str, threading.Lock] = {}
 
+    def warm(self, names: tuple[str, ...], kinds: tuple[str, ...] = ("stats-running",)) -> list[str]:
+        """Open the sessions of ``kinds`` for the default weights of ``names`` where they are exported.
+
+        Opening a session optimises its graph (a second or more for ResNet-50); done at start-up, the
+        first students of a lecture do not wait for it. Returns ``name@weights:kind`` of what was opened.
+        """
+        opened = []
+        for name in names:
+            try:
+                if not self.is_exported(name, None, kinds):
+                    continue  # the export worker has it; it opens on first use
+                model = self.get(name, None)
+                for kind in kinds:
+                    self.session(model, kind)
+                    opened.append(f"{model.key}:{kind}")
+            except Exception as exc:  # noqa: BLE001 - warming is an optimisation; a real request reports errors
+                log.warning("could not warm %s: %s", name, exc)
+        return opened
+
     def loaded(self) -> list[str]:
         """``name@weights`` of every model opened so far."""
         with self._lock:

@@ -105,7 +105,8 @@ def _bin(values: np.ndarray, bins: int) -> tuple[float, float, np.ndarray, int, 
     under = int(np.count_nonzero(v < lo))
     over = int(np.count_nonzero(v > hi))
     inside = v[(v >= lo) & (v <= hi)].astype(np.float64)
-    idx = np.minimum(((inside - lo) * (bins / (hi - lo))).astype(np.int64), bins - 1)  # hi falls in the last bin
+    with np.errstate(invalid="ignore", over="ignore"):  # an infinite range (overflowed tap): all in one bin
+        idx = np.clip(((inside - lo) * (bins / (hi - lo))).astype(np.int64), 0, bins - 1)  # hi: the last bin
     return lo, hi, np.bincount(idx, minlength=bins), under, over
 
 
@@ -116,7 +117,8 @@ def histograms(samples: list[np.ndarray], bins: int = HIST_BINS) -> list[dict]:
     binned = [_bin(v, bins) for v in samples]
     ranges = np.array([(lo, hi) for lo, hi, *_ in binned], np.float64)
     steps = np.linspace(0.0, 1.0, bins + 1)[None, :]
-    edges = compact(ranges[:, :1] + (ranges[:, 1:] - ranges[:, :1]) * steps)  # rounded in one pass
+    with np.errstate(invalid="ignore", over="ignore"):  # an infinite range gives edges that are not finite (null)
+        edges = compact(ranges[:, :1] + (ranges[:, 1:] - ranges[:, :1]) * steps)  # rounded in one pass
     return [
         {"edges": e, "counts": counts.tolist(), "underflow": under, "overflow": over, "sampled": int(np.size(v))}
         for e, (_, _, counts, under, over), v in zip(edges, binned, samples, strict=True)
