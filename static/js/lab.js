@@ -84,8 +84,10 @@ function fig7Caption(payload) {
       const v = a.filter(finite);
       return v.length ? v.reduce((x, y) => x + y, 0) / v.length : NaN;
     };
-    const ratio = mean(res.std) / mean(pl.std);
-    parts.push(`${depth} layers: mean std ${mean(res.std).toFixed(3)} (ResNet) vs ${mean(pl.std).toFixed(3)} (plain), ratio ${ratio.toFixed(2)}`);
+    const show = (v, digits) => (Number.isFinite(v) ? v.toFixed(digits) : 'no number (float32 overflow)');
+    const [r, p] = [mean(res.std), mean(pl.std)];
+    const ratio = Number.isFinite(r / p) ? `, ratio ${(r / p).toFixed(2)}` : '';
+    parts.push(`${depth} layers: mean std ${show(r, 3)} (ResNet) vs ${show(p, 3)} (plain)${ratio}`);
   }
   return `Standard deviation of each 3x3 layer's output after BN and before ReLU, over ${payload.images} held-out ` +
     `images of the generated set, BN with ${payload.bn} statistics. The paper finds ResNet responses generally ` +
