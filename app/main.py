@@ -129,6 +129,19 @@ class _Stalled(Exception):
     pass
 
 
+def _answer_with(status: int):  # noqa: ANN202
+    """An exception handler answering ``status`` with the exception's message (and its ``retry_after``)."""
+
+    async def handler(_: Request, exc: Exception) -> JSONResponse:
+        retry = getattr(exc, "retry_after", None)
+        if retry is None and status == 503:
+            retry = 60
+        headers = {"Retry-After": str(int(retry))} if retry is not None else None
+        return JSONResponse({"detail": str(exc)}, status_code=status, headers=headers)
+
+    return handler
+
+
 def _pending_page(message: str, retry_after: int) -> str:
     """A page that says what is being exported and reloads itself (no script: a meta refresh)."""
     import html
@@ -222,6 +235,18 @@ def create_app(settings: Settings | None = None, export_command: Command | None 
     app.add_middleware(OriginCheckMiddleware, trusted=tuple(settings.trusted_origins))
     app.add_middleware(SecurityHeadersMiddleware)
 
+    # Errors that are answers: a status and the exception's own message (with Retry-After where it says when).
+    for exc_type, status in (
+        (RequestError, 400),
+        (NotExportedError, 404),
+        (RateLimited, 429),
+        (Overloaded, 503),
+        (ExportFailedError, 503),  # a failed export is retried after a while: say when, never a 500
+        (ExportError, 503),
+        (StoreFullError, 507),
+    ):
+        app.add_exception_handler(exc_type, _answer_with(status))
+
     @app.exception_handler(ExportPending)
     async def export_pending(request: Request, exc: ExportPending) -> Response:
         headers = {"Retry-After": str(exc.retry_after), "Cache-Control": "no-store"}
@@ -229,38 +254,14 @@ def create_app(settings: Settings | None = None, export_command: Command | None 
             return HTMLResponse(_pending_page(str(exc), exc.retry_after), status_code=503, headers=headers)
         return JSONResponse({"detail": str(exc), "export": exc.job}, status_code=503, headers=headers)
 
-    @app.exception_handler(NotExportedError)
-    async def not_exported(_: Request, exc: NotExportedError) -> JSONResponse:
-        return JSONResponse({"detail": str(exc)}, status_code=404)
-
-    @app.exception_handler(ExportFailedError)
-    async def export_failed_recently(_: Request, exc: ExportFailedError) -> JSONResponse:
-        return JSONResponse({"detail": str(exc)}, status_code=500)
-
     @app.exception_handler(AdminError)
     async def admin_refused(_: Request, exc: AdminError) -> JSONResponse:
         headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
         return JSONResponse({"detail": str(exc)}, status_code=exc.status, headers=headers)
 
-    @app.exception_handler(RateLimited)
-    async def rate_limited(_: Request, exc: RateLimited) -> JSONResponse:
-        return JSONResponse({"detail": str(exc)}, status_code=429, headers={"Retry-After": str(exc.retry_after)})
-
     @app.exception_handler(UnknownModelError)
     async def unknown_model(_: Request, exc: UnknownModelError) -> JSONResponse:
         return JSONResponse({"detail": str(exc), "known": list(SPECS)}, status_code=404)
-
-    @app.exception_handler(RequestError)
-    async def bad_request(_: Request, exc: RequestError) -> JSONResponse:
-        return JSONResponse({"detail": str(exc)}, status_code=400)
-
-    @app.exception_handler(StoreFullError)
-    async def store_full(_: Request, exc: StoreFullError) -> JSONResponse:
-        return JSONResponse({"detail": str(exc)}, status_code=507)
-
-    @app.exception_handler(Overloaded)
-    async def overloaded(_: Request, exc: Overloaded) -> JSONResponse:
-        return JSONResponse({"detail": str(exc)}, status_code=503, headers={"Retry-After": str(exc.retry_after)})
 
     @app.exception_handler(ClientGone)
     async def client_gone(_: Request, exc: ClientGone) -> Response:
@@ -275,10 +276,6 @@ def create_app(settings: Settings | None = None, export_command: Command | None 
             )
         log.exception("I/O error", exc_info=exc)
         return JSONResponse({"detail": f"the server could not read or write a file ({exc.strerror})"}, status_code=503)
-
-    @app.exception_handler(ExportError)
-    async def export_failed(_: Request, exc: ExportError) -> JSONResponse:
-        return JSONResponse({"detail": str(exc)}, status_code=500)
 
     @app.exception_handler(KeyError)
     async def not_found(_: Request, exc: KeyError) -> JSONResponse:

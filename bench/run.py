@@ -195,6 +195,14 @@ def analysis_rows(models_dir: Path, names: list[str], repeat: int, with_torch: b
     return rows
 
 
+def multipart_image(blob: bytes, filename: str, ctype: str) -> tuple[bytes, str]:
+    """A multipart/form-data body holding one file in the field 'image', and its content type."""
+    boundary = "resvizbench"
+    head = f'--{boundary}\r\nContent-Disposition: form-data; name="image"; filename="{filename}"\r\n'
+    body = (head + f"Content-Type: {ctype}\r\n\r\n").encode() + blob + f"\r\n--{boundary}--\r\n".encode()
+    return body, f"multipart/form-data; boundary={boundary}"
+
+
 def _rss_kib(pid: int) -> tuple[int, int]:
     fields = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines() if ":" in line)
     return int(fields["VmRSS"].split()[0]), int(fields["VmHWM"].split()[0])
@@ -229,20 +237,12 @@ def server_rows(models_dir: Path, name: str, requests: int) -> dict:
         rss = []
 
         def post(img: bytes) -> bytes:
-            boundary = "resvizbench"
-            body = (
-                (
-                    f'--{boundary}\r\nContent-Disposition: form-data; name="image"; filename="x.png"\r\n'
-                    f"Content-Type: image/png\r\n\r\n"
-                ).encode()
-                + img
-                + f"\r\n--{boundary}--\r\n".encode()
-            )
+            body, ctype = multipart_image(img, "x.png", "image/png")
             req = urllib.request.Request(
                 f"{base}/api/models/{name}/analyze?weights=init",
                 data=body,
                 method="POST",
-                headers={"Content-Type": f"multipart/form-data; boundary={boundary}", "Accept-Encoding": "gzip"},
+                headers={"Content-Type": ctype, "Accept-Encoding": "gzip"},
             )
             with urllib.request.urlopen(req, timeout=120) as r:
                 return r.read()
@@ -296,21 +296,8 @@ def http_vs_bare(base: str, models_dir: Path, name: str, rounds: int) -> dict:
         Image.fromarray((rng.random((480, 640, 3)) * 255).astype(np.uint8)).save(buf, format="JPEG", quality=85)
         blob = buf.getvalue()
         inputs.append(prepare(blob, model.manifest["preprocessing"])[0][None])
-        boundary = "resvizbench"
-        body = (
-            (
-                f'--{boundary}\r\nContent-Disposition: form-data; name="image"; filename="p.jpg"\r\n'
-                "Content-Type: image/jpeg\r\n\r\n"
-            ).encode()
-            + blob
-            + f"\r\n--{boundary}--\r\n".encode()
-        )
-        req = urllib.request.Request(
-            f"{base}/api/images",
-            data=body,
-            method="POST",
-            headers={"Content-Type": f"multipart/form-data; boundary={boundary}"},
-        )
+        body, ctype = multipart_image(blob, "p.jpg", "image/jpeg")
+        req = urllib.request.Request(f"{base}/api/images", data=body, method="POST", headers={"Content-Type": ctype})
         with urllib.request.urlopen(req, timeout=60) as r:
             ids.append(json.loads(r.read())["id"])
     http_ms, bare_ms = [], []
