@@ -372,24 +372,52 @@ def _frames_drawn(page) -> list[str]:  # noqa: ANN001
     return out
 
 
-def test_example_deck_from_file_and_over_http(browser, lecture_server: LiveServer, tmp_path: Path) -> None:  # noqa: ANN001
+def _https_server(directory: Path, folder: Path) -> http.server.ThreadingHTTPServer:
+    """A static file server over TLS on 127.0.0.1 with a self-signed certificate made by openssl."""
+    import ssl
+    import subprocess
+
+    key, cert = folder / "key.pem", folder / "cert.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1"]
+        + ["-keyout", str(key), "-out", str(cert)],
+        check=True,
+        capture_output=True,
+    )
+    handler = partial(http.server.SimpleHTTPRequestHandler, directory=str(directory))
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    tls.load_cert_chain(cert, key)
+    httpd.socket = tls.wrap_socket(httpd.socket, server_side=True)
+    return httpd
+
+
+def test_example_deck_from_file_over_http_and_https(browser, lecture_server: LiveServer, tmp_path: Path) -> None:  # noqa: ANN001
     deck = _deck(lecture_server.url, tmp_path / "deck")
     handler = partial(http.server.SimpleHTTPRequestHandler, directory=str(deck.parent))
     httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    httpsd = _https_server(deck.parent, tmp_path)
+    for server in (httpd, httpsd):
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+    urls = {
+        "file": deck.as_uri(),
+        "http": f"http://127.0.0.1:{httpd.server_address[1]}/deck.html",
+        "https": f"https://127.0.0.1:{httpsd.server_address[1]}/deck.html",  # frames http://127.0.0.1 (trustworthy)
+    }
     try:
-        for url in (deck.as_uri(), f"http://127.0.0.1:{httpd.server_address[1]}/deck.html"):
-            context = browser.new_context(viewport={"width": 1280, "height": 720})
+        for kind, url in urls.items():
+            context = browser.new_context(viewport={"width": 1280, "height": 720}, ignore_https_errors=True)
             page = context.new_page()
             page.goto(url, wait_until="commit")
             page.wait_for_function("() => document.querySelectorAll('iframe').length === 6")
             page.wait_for_timeout(500)
             statuses = _frames_drawn(page)
             assert statuses == ["drawn"] * 6, f"{url}: {statuses}"
-            page.screenshot(path=str(ARTIFACTS / f"deck-{'file' if url.startswith('file') else 'http'}.png"))
+            page.screenshot(path=str(ARTIFACTS / f"deck-{kind}.png"))
             context.close()
     finally:
         httpd.shutdown()
+        httpsd.shutdown()
 
 
 # ---------------------------------------------------------------- screenshots of every default view
