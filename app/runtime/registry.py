@@ -220,16 +220,6 @@ class ModelRegistry:
                 model.sessions[kind] = ort.InferenceSession(str(path), opts, providers=self.providers)
             return model.sessions[kind]
 
-    def ensure_exported(self, names: tuple[str, ...]) -> list[str]:
-        """Export any of ``names`` (default weights) whose graphs are missing; return those exported."""
-        done = []
-        for name in names:
-            if not self.is_exported(name, None, SERVING_GRAPHS):
-                log.info("default model %s is not exported yet; exporting before serving", name)
-                self.export(name, None, SERVING_GRAPHS)
-                done.append(name)
-        return done
-
 
 def parse_gates(text: str | None, num_blocks: int) -> np.ndarray:
     """Gate vector from ``all-on``, ``all-off`` or a comma list of numbers in [0, 1]."""

@@ -10,7 +10,6 @@ import hashlib
 import io
 import json
 from functools import lru_cache
-from pathlib import Path
 from typing import Protocol
 
 import numpy as np
@@ -52,11 +51,6 @@ def stored_or_sample(store: _Store, image_id: str) -> bytes:
     """Bytes of a built-in sample (by its hash) or else of a stored image; KeyError if neither."""
     file = sample_hashes().get(image_id)
     return _read(file) if file is not None else store.get(image_id)
-
-
-def sample_path(file: str) -> Path:
-    """Where a sample file lives."""
-    return SAMPLES_DIR / file
 
 
 @lru_cache

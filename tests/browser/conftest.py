@@ -39,17 +39,22 @@ def browser() -> Iterator[object]:
         b.close()
 
 
-@pytest.fixture
-def page(browser, server: LiveServer) -> Iterator[object]:  # noqa: ANN001
-    """A fresh page (own context) whose uncaught script errors fail the test."""
-    context = browser.new_context(viewport={"width": 1400, "height": 1000}, base_url=server.url)
+def checked_page(browser, base_url: str, timeout_ms: int) -> Iterator[object]:  # noqa: ANN001
+    """A fresh page (own context) on ``base_url`` whose uncaught script errors fail the test."""
+    context = browser.new_context(viewport={"width": 1400, "height": 1000}, base_url=base_url)
     p = context.new_page()
-    p.set_default_timeout(30_000)
+    p.set_default_timeout(timeout_ms)
     errors: list[str] = []
     p.on("pageerror", lambda exc: errors.append(str(exc)))
     yield p
     context.close()
     assert not errors, f"uncaught errors in the page: {errors}"
+
+
+@pytest.fixture
+def page(browser, server: LiveServer) -> Iterator[object]:  # noqa: ANN001
+    """A fresh page on the test server whose uncaught script errors fail the test."""
+    yield from checked_page(browser, server.url, 30_000)
 
 
 @pytest.fixture

@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from app.specs import DEFAULT_MODELS
+from tests.browser.conftest import checked_page
 from tests.browser.live_server import REPO, LiveServer
 from tests.browser.test_explore import TRACE_VALUES_JS, assert_drawn, renders, wait_rendered
 
@@ -39,14 +40,7 @@ def lecture_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveSer
 @pytest.fixture
 def lpage(browser, lecture_server: LiveServer) -> Iterator[object]:  # noqa: ANN001
     """A page on the lecture server whose uncaught script errors fail the test."""
-    context = browser.new_context(viewport={"width": 1400, "height": 1000}, base_url=lecture_server.url)
-    p = context.new_page()
-    p.set_default_timeout(60_000)
-    errors: list[str] = []
-    p.on("pageerror", lambda exc: errors.append(str(exc)))
-    yield p
-    context.close()
-    assert not errors, f"uncaught errors in the page: {errors}"
+    yield from checked_page(browser, lecture_server.url, 60_000)
 
 
 def no_error(page) -> None:  # noqa: ANN001
