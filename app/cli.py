@@ -151,7 +151,10 @@ def _service(models_dir: Path):  # noqa: ANN202
     from app.runtime.registry import ModelRegistry
     from app.runtime.service import AnalysisService
 
-    registry = ModelRegistry(models_dir, intra_op_threads=graph_threads(get_settings())[1])  # as the server runs
+    settings = get_settings()
+    registry = ModelRegistry(  # as the server runs
+        models_dir, intra_op_threads=graph_threads(settings)[1], wide_layer_macs=settings.wide_layer_macs
+    )
     return AnalysisService(registry, cache_bytes=0, max_batch=64, max_pixels=40_000_000)
 
 

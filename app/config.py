@@ -33,6 +33,11 @@ class Settings(BaseSettings):
     providers: str = "auto"  # "auto": CUDA where onnxruntime sees a GPU, else CPU; or a comma list
     graph_slots: int = 0  # graph runs at once (the admission gate); 0: one per core
     intra_op_threads: int = 0  # ORT threads per session; 0: cores // graph_slots, so the runs fill the cores
+    # Models whose layers average at least this many multiply-accumulates (the ImageNet ResNets) get one
+    # ORT thread per core instead: a request alone uses every core, and concurrent ones lose nothing, as
+    # idle workers sleep rather than spin. Models of small layers (the CIFAR ResNets, however deep) keep
+    # ``intra_op_threads``: their many small ops scale badly across cores. 0: the same for every model.
+    wide_layer_macs: float = 1e7
     queue_length: int = 128  # requests waiting for a slot; past it (or past max_queue_wait_s) 503 + Retry-After
     max_queue_wait_s: float = 4.0  # refuse at once rather than queue for longer than this (estimated)
     max_upload_bytes: int = 10 * 1024 * 1024  # per request body, refused before buffering

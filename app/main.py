@@ -169,7 +169,9 @@ def create_app(settings: Settings | None = None, export_command: Command | None 
             on_demand=settings.export_on_demand,
             command=export_command,
         )
-        registry = ModelRegistry(settings.models_dir, settings.providers, threads, exporter=queue)
+        registry = ModelRegistry(
+            settings.models_dir, settings.providers, threads, exporter=queue, wide_layer_macs=settings.wide_layer_macs
+        )
         if settings.export_on_start:  # the server answers at once; the worker exports these beside it
             queue.enqueue_defaults(
                 settings.start_model, tuple(settings.default_models), lambda name: registry.resolve_variant(name, None)

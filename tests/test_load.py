@@ -159,6 +159,17 @@ def test_a_failing_job_reaches_every_waiter_and_frees_its_slot() -> None:
 # ---------------------------------------------------------------- byte budgets
 
 
+def test_big_layers_get_a_thread_per_core_small_ones_the_slot_share(tmp_path: Path) -> None:
+    from app.config import cpu_count
+    from app.runtime.registry import LoadedModel, ModelRegistry
+
+    reg = ModelRegistry(tmp_path, intra_op_threads=1, wide_layer_macs=1e7)
+    imagenet = LoadedModel("resnet50", "init", tmp_path, {"macs": 4.1e9, "depth": 50})
+    cifar = LoadedModel("resnet1202", "init", tmp_path, {"macs": 2.6e9, "depth": 1202})  # deep, but small layers
+    assert reg.threads(imagenet) == cpu_count() and reg.threads(cifar) == 1
+    assert ModelRegistry(tmp_path, intra_op_threads=1).threads(imagenet) == 1  # 0: the same for every model
+
+
 def test_cache_evicts_by_bytes_least_recent_first() -> None:
     cache = LRUCache(max_bytes=1000)
     cache.put("a", b"x" * 400)

@@ -75,13 +75,13 @@ def measure(
             b["id"]: (batch_sample(taps[b["shortcut"]], PAIR_SAMPLE), batch_sample(taps[b["residual"]], PAIR_SAMPLE))
             for b in man["blocks"]
         }
-        return Measured(taps["logits"], tap_reports(taps, man, bn), pairs, taps, time.perf_counter() - t0)
+        return Measured(taps["logits"], tap_reports(taps, model, bn), pairs, taps, time.perf_counter() - t0)
     outs = run_stats(registry, model, images, gates, bn)
     pairs = {
         b["id"]: (merge_rows(outs[f"{b['id']}:pair_x"]), merge_rows(outs[f"{b['id']}:pair_f"])) for b in man["blocks"]
     }
     tensors = {t["id"]: outs[t["id"]] for t in man["taps"] if t["id"] in outs}
-    reports = stats_reports(outs, man, bn, images.shape[0])
+    reports = stats_reports(outs, model, bn, images.shape[0])
     return Measured(outs["logits"], reports, pairs, tensors, time.perf_counter() - t0)
 
 
@@ -229,10 +229,12 @@ def complete(
                 "after": {"stats": after["stats"], "histogram": after["histogram"]},
             }
         )
-    blocks = []
-    for row, b in zip(doc["blocks"], man["blocks"], strict=True):
-        xs, fs = measured.pairs[b["id"]]
-        sample = {"x": compact(xs, 4), "f": compact(fs, 4)}
+    pairs = [measured.pairs[b["id"]] for b in man["blocks"]]
+    rounded = compact(np.concatenate([np.concatenate([xs, fs]) for xs, fs in pairs]) if pairs else np.zeros(0), 4)
+    blocks, pos = [], 0
+    for row, b, (xs, fs) in zip(doc["blocks"], man["blocks"], pairs, strict=True):
+        sample = {"x": rounded[pos : pos + xs.size], "f": rounded[pos + xs.size : pos + xs.size + fs.size]}
+        pos += xs.size + fs.size
         blocks.append({**row, "sample": sample, "residual_histogram": reports[b["residual"]]["histogram"]})
     fmaps = {tid: job.result() for tid, job in zip(fmap_ids, fmap_jobs, strict=True)}
     t_end = time.perf_counter()
@@ -272,19 +274,34 @@ def _static(model: LoadedModel) -> dict[str, dict]:
     return cached
 
 
-def bn_affine(b: dict, before: dict, bn: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def bn_arrays(model: LoadedModel) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, float]]:
+    """Per BN layer (gamma, beta, running mean, running variance, eps) as float64 arrays, cached on the model."""
+    cached = model.cache.get("bn_arrays")
+    if cached is None:
+        keys = ("gamma", "beta", "running_mean", "running_var")
+        bns = model.manifest["batchnorm"]
+        cached = {b["id"]: (*(np.asarray(b[k], np.float64) for k in keys), float(b["eps"])) for b in bns}
+        model.cache["bn_arrays"] = cached
+    return cached
+
+
+def bn_affine(
+    params: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, float], before: dict, bn: str
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Per-channel (scale, shift, mean used, var used) of one BN layer: y = scale * x + shift."""
+    gamma, beta, running_mean, running_var, eps = params
     if bn == "batch":
         mean, var = before["_channel_mean"], before["_channel_var"]
     else:
-        mean, var = np.asarray(b["running_mean"], np.float64), np.asarray(b["running_var"], np.float64)
+        mean, var = running_mean, running_var
     with np.errstate(invalid="ignore", over="ignore"):  # overflowed statistics stay NaN/inf: reported, not raised
-        scale = np.asarray(b["gamma"], np.float64) / np.sqrt(var + b["eps"])
-        return scale, np.asarray(b["beta"], np.float64) - scale * mean, mean, var
+        scale = gamma / np.sqrt(var + eps)
+        return scale, beta - scale * mean, mean, var
 
 
-def tap_reports(taps: dict[str, np.ndarray], manifest: dict, bn: str) -> dict[str, dict]:
+def tap_reports(taps: dict[str, np.ndarray], model: LoadedModel, bn: str) -> dict[str, dict]:
     """Statistics of every tap: full passes for most, derived from their input for BN outputs."""
+    manifest, params = model.manifest, bn_arrays(model)
     bn_layers = {b["id"]: b for b in manifest["batchnorm"]}
     ids = [t["id"] for t in manifest["taps"]]
     direct = [i for i in ids if i not in bn_layers]
@@ -293,7 +310,7 @@ def tap_reports(taps: dict[str, np.ndarray], manifest: dict, bn: str) -> dict[st
     def derived(i: str) -> dict:
         b = bn_layers[i]
         before = reports[b["input"]]
-        scale, shift, _, _ = bn_affine(b, before, bn)
+        scale, shift, _, _ = bn_affine(params[i], before, bn)
         t = taps[i]
         return tensor_report(t, affine_moments(before["_moments"], scale, shift, t.size - np.count_nonzero(t)))
 
@@ -303,8 +320,9 @@ def tap_reports(taps: dict[str, np.ndarray], manifest: dict, bn: str) -> dict[st
     return reports
 
 
-def stats_reports(outs: dict[str, np.ndarray], manifest: dict, bn: str, n: int) -> dict[str, dict]:
+def stats_reports(outs: dict[str, np.ndarray], model: LoadedModel, bn: str, n: int) -> dict[str, dict]:
     """Reports of every tap from the stats graph's per-image reductions of a batch of ``n`` images."""
+    manifest, params = model.manifest, bn_arrays(model)
     bn_layers = {b["id"]: b for b in manifest["batchnorm"]}
     reports: dict[str, dict] = {}
     for t in manifest["taps"]:
@@ -323,7 +341,7 @@ def stats_reports(outs: dict[str, np.ndarray], manifest: dict, bn: str, n: int) 
         reports[i] = report(moments, merge_rows(outs[f"{i}:sample"]))
     for i, b in bn_layers.items():
         before = reports[b["input"]]
-        scale, shift, _, _ = bn_affine(b, before, bn)
+        scale, shift, _, _ = bn_affine(params[i], before, bn)
         moments = affine_moments(before["_moments"], scale, shift, int(outs[f"{i}:zeros"].sum()))
         reports[i] = report(moments, merge_rows(outs[f"{i}:sample"]))
     reports = {t["id"]: reports[t["id"]] for t in manifest["taps"]}

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import onnxruntime as ort
 
+from app.config import cpu_count
 from app.paths import (
     GRAPH_FILES,
     SERVING_GRAPHS,
@@ -83,6 +84,7 @@ class ModelRegistry:
         intra_op_threads: int = 0,
         exporter: ExportQueue | None = None,
         export_timeout_s: float | None = None,
+        wide_layer_macs: float = 0.0,
     ) -> None:
         self.models_dir = Path(models_dir)
         # With an export queue (the server), a missing graph is queued and ExportPending raised;
@@ -91,6 +93,7 @@ class ModelRegistry:
         self.export_timeout_s = export_timeout_s
         self.providers = choose_providers(providers)
         self.intra_op_threads = intra_op_threads
+        self.wide_layer_macs = wide_layer_macs  # models of layers this big get a thread per core (0: none)
         self._models: dict[str, LoadedModel] = {}
         self._lock = threading.RLock()  # creating sessions concurrently is not safe
         self._export_locks: dict[str, threading.Lock] = {}
@@ -196,6 +199,13 @@ class ModelRegistry:
                 self._models[key] = LoadedModel(name, variant, mpath.parent, manifest)
             return self._models[key]
 
+    def threads(self, model: LoadedModel) -> int:
+        """ORT intra-op threads for ``model``'s sessions: one per core for big layers, else the configured count."""
+        man = model.manifest
+        if self.wide_layer_macs and man["macs"] / max(1, man["depth"]) >= self.wide_layer_macs:
+            return cpu_count()
+        return self.intra_op_threads
+
     def session(self, model: LoadedModel, kind: str) -> ort.InferenceSession:
         """The session of one graph of ``model`` (``running``, ``batch``, ``grad-running`` ...)."""
         if kind not in GRAPH_FILES:
@@ -211,8 +221,9 @@ class ModelRegistry:
             if kind not in model.sessions:
                 opts = ort.SessionOptions()
                 opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-                if self.intra_op_threads:
-                    opts.intra_op_num_threads = self.intra_op_threads
+                threads = self.threads(model)
+                if threads:
+                    opts.intra_op_num_threads = threads
                 opts.inter_op_num_threads = 1
                 opts.log_severity_level = 3
                 # ORT's workers must not spin after a run: numpy's statistics threads need the cores then.

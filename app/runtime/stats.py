@@ -21,14 +21,12 @@ def nonfinite_note(what: str, names: list[str], values: np.ndarray, why: str) ->
 
 
 def compact(values: np.ndarray | list[float], digits: int = 6) -> list[float]:
-    """Values rounded to ``digits`` significant digits, so the JSON stays short."""
+    """Values rounded to ``digits`` significant digits, so the JSON stays short (0, NaN and inf kept)."""
     v = np.asarray(values, dtype=np.float64)
-    finite = np.isfinite(v) & (v != 0)
-    out = v.copy()
-    mag = np.floor(np.log10(np.abs(v[finite])))
-    scale = 10.0 ** (digits - 1 - mag)
-    out[finite] = np.round(v[finite] * scale) / scale
-    return out.tolist()
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        scale = 10.0 ** (digits - 1 - np.floor(np.log10(np.abs(v))))
+        out = np.round(v * scale) / scale  # NaN where v is 0 or not finite (and for denormals): keep v there
+    return np.where(np.isfinite(out), out, v).tolist()
 
 
 def channel_moments(t: np.ndarray) -> dict[str, np.ndarray]:
@@ -90,38 +88,52 @@ def batch_sample(t: np.ndarray, limit: int = HIST_SAMPLE) -> np.ndarray:
     return merge_rows(sample_rows(t, limit))
 
 
-def _bin(values: np.ndarray, bins: int) -> tuple[float, float, np.ndarray, int, int]:
-    """Robust range (nearest-rank quantiles), counts inside it, underflow and overflow."""
-    v = np.asarray(values).reshape(-1)
-    n = v.size
+def _bin_rows(rows: np.ndarray, bins: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per row of (G, n) samples: robust range (nearest-rank quantiles), counts inside it, under- and overflow."""
+    g, n = rows.shape
     if n:
         k = [int(round(q * (n - 1))) for q in CLIP_QUANTILES]
-        part = np.partition(v, k)
-        lo, hi = float(part[k[0]]), float(part[k[1]])
+        part = np.partition(rows, k, axis=1)
+        lo, hi = part[:, k[0]].astype(np.float64), part[:, k[1]].astype(np.float64)
     else:
-        lo = hi = 0.0
-    if not hi > lo:
-        lo, hi = lo - 0.5, lo + 0.5  # a constant sample: one bin holds everything
-    under = int(np.count_nonzero(v < lo))
-    over = int(np.count_nonzero(v > hi))
-    inside = v[(v >= lo) & (v <= hi)].astype(np.float64)
+        lo = hi = np.zeros(g)
+    flat = ~(hi > lo)  # a constant sample: one bin holds everything
+    lo = np.where(flat, lo - 0.5, lo)
+    hi = np.where(flat, lo + 1.0, hi)
+    v = rows.astype(np.float64)
+    below, above = v < lo[:, None], v > hi[:, None]
+    inside = ~(below | above | np.isnan(v))
     with np.errstate(invalid="ignore", over="ignore"):  # an infinite range (overflowed tap): all in one bin
-        idx = np.clip(((inside - lo) * (bins / (hi - lo))).astype(np.int64), 0, bins - 1)  # hi: the last bin
-    return lo, hi, np.bincount(idx, minlength=bins), under, over
+        idx = np.clip(((v - lo[:, None]) * (bins / (hi - lo))[:, None]).astype(np.int64), 0, bins - 1)  # hi: last bin
+    idx += np.arange(g, dtype=np.int64)[:, None] * bins
+    counts = np.bincount(idx[inside], minlength=g * bins).reshape(g, bins)
+    return lo, hi, counts, below.sum(axis=1), above.sum(axis=1)
 
 
 def histograms(samples: list[np.ndarray], bins: int = HIST_BINS) -> list[dict]:
-    """A histogram of each sample over its robust range, with explicit underflow and overflow counts."""
+    """A histogram of each sample over its robust range, with explicit underflow and overflow counts.
+
+    Samples of equal length are binned together, one numpy pass for the group.
+    """
     if not samples:
         return []
-    binned = [_bin(v, bins) for v in samples]
-    ranges = np.array([(lo, hi) for lo, hi, *_ in binned], np.float64)
+    flat = [np.asarray(v).reshape(-1) for v in samples]
+    groups: dict[int, list[int]] = {}
+    for i, v in enumerate(flat):
+        groups.setdefault(v.size, []).append(i)
+    ranges = np.zeros((len(flat), 2))
+    counts = np.zeros((len(flat), bins), np.int64)
+    under = np.zeros(len(flat), np.int64)
+    over = np.zeros(len(flat), np.int64)
+    for idx in groups.values():
+        lo, hi, c, u, o = _bin_rows(np.stack([flat[i] for i in idx]), bins)
+        ranges[idx, 0], ranges[idx, 1], counts[idx], under[idx], over[idx] = lo, hi, c, u, o
     steps = np.linspace(0.0, 1.0, bins + 1)[None, :]
     with np.errstate(invalid="ignore", over="ignore"):  # an infinite range gives edges that are not finite (null)
         edges = compact(ranges[:, :1] + (ranges[:, 1:] - ranges[:, :1]) * steps)  # rounded in one pass
     return [
-        {"edges": e, "counts": counts.tolist(), "underflow": under, "overflow": over, "sampled": int(np.size(v))}
-        for e, (_, _, counts, under, over), v in zip(edges, binned, samples, strict=True)
+        {"edges": e, "counts": c, "underflow": u, "overflow": o, "sampled": v.size}
+        for e, c, u, o, v in zip(edges, counts.tolist(), under.tolist(), over.tolist(), flat, strict=True)
     ]
 
 
