@@ -43,7 +43,7 @@ class Settings(BaseSettings):
     max_upload_bytes: int = 10 * 1024 * 1024  # per request body, refused before buffering
     max_image_pixels: int = 20_000_000  # decoded pixels per image (JPEGs are decoded at reduced scale first)
     max_batch: int = 8  # images per analysis request
-    cache_bytes: int = 384 * 1024 * 1024  # finished answers (JSON payloads), least recently used evicted
+    cache_bytes: int = 128 * 1024 * 1024  # finished answers, gzipped (~130 ResNet-50 or ~800 ResNet-20 ones)
     taps_cache_bytes: int = 128 * 1024 * 1024  # full tap tensors kept for feature-map clicks
     body_timeout_s: float = 20.0  # a request body that stalls this long is cut off (408)
     warm_on_start: bool = True  # open the default models' analysis sessions at start-up, beside serving

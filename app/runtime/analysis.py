@@ -29,7 +29,6 @@ from app.runtime.stats import (
     finish_histograms,
     merge_rows,
     nonfinite_note,
-    report,
     tensor_report,
 )
 
@@ -320,31 +319,129 @@ def tap_reports(taps: dict[str, np.ndarray], model: LoadedModel, bn: str) -> dic
     return reports
 
 
-def stats_reports(outs: dict[str, np.ndarray], model: LoadedModel, bn: str, n: int) -> dict[str, dict]:
-    """Reports of every tap from the stats graph's per-image reductions of a batch of ``n`` images."""
-    manifest, params = model.manifest, bn_arrays(model)
-    bn_layers = {b["id"]: b for b in manifest["batchnorm"]}
-    reports: dict[str, dict] = {}
-    for t in manifest["taps"]:
-        i = t["id"]
-        if i in bn_layers:
-            continue
-        c, count = t["shape"][0], n * int(np.prod(t["shape"][1:]))
-        moments = {
-            "count": np.full(c, count, np.int64),
-            "sum": outs[f"{i}:sum"].sum(axis=0, dtype=np.float64),
-            "sumsq": outs[f"{i}:sumsq"].sum(axis=0, dtype=np.float64),
-            "min": outs[f"{i}:min"].min(axis=0),
-            "max": outs[f"{i}:max"].max(axis=0),
-            "zeros": int(outs[f"{i}:zeros"].sum()),
+@dataclass
+class _StatsPlan:
+    """Where each tap's channels sit in the concatenated outputs of the stats graph (per model, made once)."""
+
+    direct: list[str]  # measured taps, in manifest order
+    bns: list[str]  # BN outputs, derived from their inputs
+    offsets: np.ndarray  # start of each direct tap's channels
+    channels: np.ndarray  # channels of each direct tap
+    per_image: np.ndarray  # elements per channel per image, for every direct channel
+    bn_offsets: np.ndarray
+    bn_channels: np.ndarray
+    bn_input: np.ndarray  # for every BN channel, its input channel's index among the direct ones
+    bn_params: tuple[np.ndarray, ...]  # gamma, beta, running mean, running var, eps: per BN channel
+
+
+def _stats_plan(model: LoadedModel) -> _StatsPlan:
+    plan = model.cache.get("stats_plan")
+    if plan is None:
+        man, params = model.manifest, bn_arrays(model)
+        bn_in = {b["id"]: b["input"] for b in man["batchnorm"]}
+        taps = {t["id"]: t for t in man["taps"]}
+        direct = [t["id"] for t in man["taps"] if t["id"] not in bn_in]
+        bns = [t["id"] for t in man["taps"] if t["id"] in bn_in]
+        channels = np.array([taps[i]["shape"][0] for i in direct], np.int64)
+        offsets = np.concatenate([[0], np.cumsum(channels)[:-1]]).astype(np.int64)
+        start = dict(zip(direct, offsets.tolist(), strict=True))
+        per_image = np.repeat([int(np.prod(taps[i]["shape"][1:])) for i in direct], channels)
+        bn_channels = np.array([taps[i]["shape"][0] for i in bns], np.int64)
+        bn_offsets = np.concatenate([[0], np.cumsum(bn_channels)[:-1]]).astype(np.int64)
+        bn_input = np.concatenate([start[bn_in[i]] + np.arange(c) for i, c in zip(bns, bn_channels, strict=True)])
+        cat = [np.concatenate([params[i][k] for i in bns]) for k in range(4)]
+        eps = np.concatenate([np.full(c, params[i][4]) for i, c in zip(bns, bn_channels, strict=True)])
+        plan = _StatsPlan(
+            direct, bns, offsets, channels, per_image, bn_offsets, bn_channels, bn_input.astype(np.int64), (*cat, eps)
+        )
+        model.cache["stats_plan"] = plan
+    return plan
+
+
+def _totals(
+    ids: list[str], offsets: np.ndarray, count: np.ndarray, m: dict[str, np.ndarray], zeros: np.ndarray
+) -> dict[str, dict]:
+    """Whole-tensor statistics of every tap from its channels' moments (one reduceat per quantity)."""
+    total = np.add.reduceat(count, offsets).astype(np.float64)
+    tsum, tsq = np.add.reduceat(m["sum"], offsets), np.add.reduceat(m["sumsq"], offsets)
+    mean = tsum / total
+    cols = {
+        "mean": mean,
+        "std": np.sqrt(np.maximum(tsq / total - mean**2, 0.0)),
+        "min": np.minimum.reduceat(m["min"], offsets).astype(np.float64),
+        "max": np.maximum.reduceat(m["max"], offsets).astype(np.float64),
+        "zero_fraction": zeros / total,
+        "l2": np.sqrt(tsq),
+    }
+    rows = zip(*(v.tolist() for v in cols.values()), strict=True)
+    return {i: dict(zip(cols, row, strict=True)) for i, row in zip(ids, rows, strict=True)}
+
+
+def _reports(ids: list[str], offsets: np.ndarray, widths: np.ndarray, m: dict, zeros: np.ndarray, outs: dict) -> dict:
+    """One report per tap (views into the concatenated channel arrays), as ``stats.report`` makes them."""
+    count = m["count"]
+    mean = m["sum"] / count
+    var = np.maximum(m["sumsq"] / count - mean**2, 0.0)
+    std = np.sqrt(var)
+    stats = _totals(ids, offsets, count, m, zeros)
+    out = {}
+    for i, a, w, z in zip(ids, offsets.tolist(), widths.tolist(), zeros.tolist(), strict=True):
+        seg = slice(a, a + w)
+        out[i] = {
+            "stats": stats[i],
+            "channel_mean": None,
+            "channel_std": None,
+            "histogram": None,
+            "_moments": {**{k: v[seg] for k, v in m.items()}, "zeros": int(z)},
+            "_channel_mean": mean[seg],
+            "_channel_var": var[seg],
+            "_channel_std": std[seg],
+            "_sample": merge_rows(outs[f"{i}:sample"]),
         }
-        reports[i] = report(moments, merge_rows(outs[f"{i}:sample"]))
-    for i, b in bn_layers.items():
-        before = reports[b["input"]]
-        scale, shift, _, _ = bn_affine(params[i], before, bn)
-        moments = affine_moments(before["_moments"], scale, shift, int(outs[f"{i}:zeros"].sum()))
-        reports[i] = report(moments, merge_rows(outs[f"{i}:sample"]))
-    reports = {t["id"]: reports[t["id"]] for t in manifest["taps"]}
+    return out
+
+
+def stats_reports(outs: dict[str, np.ndarray], model: LoadedModel, bn: str, n: int) -> dict[str, dict]:
+    """Reports of every tap from the stats graph's per-image reductions of a batch of ``n`` images.
+
+    Vectorised over taps: the per-channel outputs are concatenated once, BN outputs derived from
+    their inputs' channels in one affine pass, whole-tensor totals taken with ``reduceat``.
+    """
+    p = _stats_plan(model)
+
+    def cat(what: str) -> np.ndarray:
+        return np.concatenate([outs[f"{i}:{what}"] for i in p.direct], axis=1)  # (n, channels)
+
+    with np.errstate(invalid="ignore", over="ignore", divide="ignore"):  # overflowed taps: NaN/inf, reported
+        m = {
+            "count": p.per_image * n,
+            "sum": cat("sum").sum(axis=0, dtype=np.float64),
+            "sumsq": cat("sumsq").sum(axis=0, dtype=np.float64),
+            "min": cat("min").min(axis=0),
+            "max": cat("max").max(axis=0),
+        }
+        zeros = np.stack([outs[f"{i}:zeros"] for i in p.direct]).sum(axis=1, dtype=np.float64)
+        reports = _reports(p.direct, p.offsets, p.channels, m, zeros, outs)
+        if p.bns:
+            gamma, beta, running_mean, running_var, eps = p.bn_params
+            cnt = m["count"][p.bn_input].astype(np.float64)
+            mean_x = m["sum"][p.bn_input] / cnt
+            var_x = np.maximum(m["sumsq"][p.bn_input] / cnt - mean_x**2, 0.0)
+            mu, var = (mean_x, var_x) if bn == "batch" else (running_mean, running_var)
+            scale = gamma / np.sqrt(var + eps)
+            shift = beta - scale * mu
+            mean_y = scale * mean_x + shift
+            lo, hi = scale * m["min"][p.bn_input] + shift, scale * m["max"][p.bn_input] + shift
+            bm = {
+                "count": m["count"][p.bn_input],
+                "sum": mean_y * cnt,
+                "sumsq": (scale**2 * var_x + mean_y**2) * cnt,
+                "min": np.minimum(lo, hi),
+                "max": np.maximum(lo, hi),
+            }
+            bz = np.stack([outs[f"{i}:zeros"] for i in p.bns]).sum(axis=1, dtype=np.float64)
+            reports.update(_reports(p.bns, p.bn_offsets, p.bn_channels, bm, bz, outs))
+    reports = {t["id"]: reports[t["id"]] for t in model.manifest["taps"]}
     finish_histograms(list(reports.values()))
     return reports
 

@@ -89,23 +89,30 @@ def batch_sample(t: np.ndarray, limit: int = HIST_SAMPLE) -> np.ndarray:
 
 
 def _bin_rows(rows: np.ndarray, bins: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Per row of (G, n) samples: robust range (nearest-rank quantiles), counts inside it, under- and overflow."""
+    """Per row of (G, n) samples: robust range (nearest-rank quantiles), counts inside it, under- and overflow.
+
+    The samples are float32 (what the graphs return); the binning stays in float32, a few passes in all.
+    """
+    rows = np.asarray(rows, np.float32)
     g, n = rows.shape
     if n:
         k = [int(round(q * (n - 1))) for q in CLIP_QUANTILES]
-        part = np.partition(rows, k, axis=1)
-        lo, hi = part[:, k[0]].astype(np.float64), part[:, k[1]].astype(np.float64)
+        ranked = np.sort(rows, axis=1)  # SIMD-sorted: several times faster than a partition at two ranks
+        lo, hi = ranked[:, k[0]].astype(np.float64), ranked[:, k[1]].astype(np.float64)
     else:
         lo = hi = np.zeros(g)
     flat = ~(hi > lo)  # a constant sample: one bin holds everything
     lo = np.where(flat, lo - 0.5, lo)
     hi = np.where(flat, lo + 1.0, hi)
-    v = rows.astype(np.float64)
-    below, above = v < lo[:, None], v > hi[:, None]
-    inside = ~(below | above | np.isnan(v))
-    with np.errstate(invalid="ignore", over="ignore"):  # an infinite range (overflowed tap): all in one bin
-        idx = np.clip(((v - lo[:, None]) * (bins / (hi - lo))[:, None]).astype(np.int64), 0, bins - 1)  # hi: last bin
-    idx += np.arange(g, dtype=np.int64)[:, None] * bins
+    lo32, hi32 = lo.astype(np.float32)[:, None], hi.astype(np.float32)[:, None]
+    with np.errstate(invalid="ignore", over="ignore", divide="ignore"):  # an infinite range: all in one bin
+        t = rows - lo32
+        t *= (bins / (hi - lo)).astype(np.float32)[:, None]
+        idx = t.astype(np.int32)
+    np.clip(idx, 0, bins - 1, out=idx)  # hi itself: the last bin
+    idx += (np.arange(g, dtype=np.int32) * bins)[:, None]
+    below, above = rows < lo32, rows > hi32
+    inside = (rows >= lo32) & ~above  # NaN is in none of the three
     counts = np.bincount(idx[inside], minlength=g * bins).reshape(g, bins)
     return lo, hi, counts, below.sum(axis=1), above.sum(axis=1)
 
