@@ -16,16 +16,8 @@ finishes each norm in float64 (``app.runtime.gradients.finish_norms``), which ke
 reductions and square roots out of the graph and every float32 accumulation short.
 :meth:`GradientGraph.output_names` gives the order.
 
-With running BN statistics the BN is an affine map with the constant scale gamma / std, and the
-backward never forms dL/dz = scale * dL/dy: the scale is folded into the (constant) kernels of the
-input-gradient convolutions and applied to the per-channel sums. dL/dgamma needs sum_p dy z per
-channel; where the weight is smaller than z it comes from the weight gradient by the identity
-``sum_p dy_c(p) z_c(p) = sum_k W[c, k] G[c, k]`` (z = W cols, G = dy cols^T), so those layers keep
-no conv output and ONNX Runtime fuses their conv, BN and ReLU as in the bare graph.
-Where a layer has few pixels and many channels (ResNet-50's last stage), its weight-gradient norm
-comes from two Gram matrices instead of the weight gradient itself (``_gram_sumsq``). The choice is
-made for one image; the Gram matrices grow with the square of the batch, so from about 8 images
-at 224x224 those layers cost more than the GEMM they replace (the server takes at most 8).
+How the graph is kept cheap (BN scales folded into kernels, Gram matrices for the last stage) is
+written up in docs/performance.md, "The gradient graph".
 """
 
 from __future__ import annotations
