@@ -98,18 +98,6 @@ function renderBlocks(f) {
     ["bottleneck (1x1, 3x3, 1x1)", b.bottleneck_formula],
     ["saving", `${b.bottleneck_reduction_text} (1 - ${int(b.bottleneck_block_params)} / ${int(b.basic_block_params)} = ${b.bottleneck_reduction.toFixed(3)})`],
   ]);
-  const layers = [
-    ...b.basic_layers.map((l) => ({ block: "basic", ...l })),
-    ...b.bottleneck_layers.map((l) => ({ block: "bottleneck", ...l })),
-  ];
-  const data = layers.map((l) => ({
-    type: "bar",
-    name: `${l.block}: ${l.kernel}x${l.kernel}, ${l.in_channels}→${l.out_channels}`,
-    x: [l.block],
-    y: [l.params],
-    hovertemplate: `${l.id}<br>${l.kernel}x${l.kernel}x${l.in_channels}x${l.out_channels} = %{y:,} weights<extra></extra>`,
-    showlegend: false,
-  }));
   draw("chart-blocks", blocksFigure(b));
 }
 

@@ -14,24 +14,12 @@ import urllib.request
 import numpy as np
 import pytest
 
+from app.charts import CHARTS as CATALOGUE
 from tests.browser.test_embed_browser import wait_embed
 from tests.browser.test_explore import wait_rendered
 
 QUERY = "model=resnet20&image=shapes-32&block=layer2.0&gates=1,1,0,1,1,1,1,0,1"
-CHARTS = (
-    "activations",
-    "histogram",
-    "heatmap",
-    "featuremaps",
-    "batchnorm",
-    "gradients",
-    "depth-sweep",
-    "lesion",
-    "residuals",
-    "residual-scatter",
-    "residual-histogram",
-    "prediction",
-)
+CHARTS = tuple(CATALOGUE)  # every chart of GET /api/charts
 # What Plotly was given: the traces' kind and values, the layout's marks and texts, and the caption.
 FIGURE_JS = """([sel, captionSel]) => {
   const el = document.querySelector(sel);
