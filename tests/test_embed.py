@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import os
 import re
@@ -12,9 +14,9 @@ import pytest
 from fastapi.testclient import TestClient
 
 from app.api.embed import EXAMPLE_PRESET, decode_steps, encode_steps
+from app.charts import CHARTS
 from app.config import Settings
 from app.export_html import network_references
-from app.figures import CHARTS
 from app.main import create_app
 from app.runtime.store import ImageStore, StoreFullError
 
@@ -58,9 +60,9 @@ def _config(html: str) -> dict:
     return json.loads(m.group(1))
 
 
-def _figure(html: str) -> dict:
-    m = re.search(r'<script type="application/json" id="resviz-figure">(.*?)</script>', html, re.S)
-    assert m, "the export carries the figure as JSON"
+def _export_data(html: str) -> dict:
+    m = re.search(r'<script type="application/json" id="resviz-data">(.*?)</script>', html, re.S)
+    assert m, "the export carries the chart's answers as JSON"
     return json.loads(m.group(1))
 
 
@@ -144,8 +146,8 @@ def test_stored_image_embed_survives_restart(exported: Callable, models_dir: Pat
         assert a["input"]["images"] == [image_id] and all(b["gate"] == 0 for b in a["blocks"])
         exported_html = second.get("/api/export/residuals.html", params={**BASE, "image": image_id})
         assert exported_html.status_code == 200
-        ratios = _figure(exported_html.text)["data"][0]["y"]
-        assert ratios == pytest.approx([b["ratio"] for b in _analysis(second, image_id)["blocks"]])
+        blocks = _export_data(exported_html.text)["data"]["analysis"]["blocks"]
+        assert blocks == _analysis(second, image_id)["blocks"]
 
 
 # ---------------------------------------------------------------- frame policy
@@ -222,6 +224,14 @@ def _assert_offline(html: str) -> None:
     assert "<script src" not in html and "<link" not in html, "no external script or style"
     assert "Content-Security-Policy" in html and "default-src 'none'" in html
     assert "Plotly.newPlot" in html and len(html) > 3_000_000, "plotly.js is inlined"
+    policy = re.search(r'http-equiv="Content-Security-Policy" content="([^"]*)"', html).group(1)
+    script_src = next(d for d in policy.split(";") if d.strip().startswith("script-src")).split()[1:]
+    scripts = re.findall(r"<script>(.*?)</script>", html, re.S)
+    assert len(scripts) == 2, "plotly.js and the chart builders, nothing else runs"
+    digests = [base64.b64encode(hashlib.sha256(s.encode()).digest()).decode() for s in scripts]
+    assert sorted(script_src) == sorted(f"'sha256-{d}'" for d in digests), "each inline script allowed by its hash"
+    assert "unsafe" not in policy.split("style-src")[0], "no unsafe-inline or unsafe-eval for scripts"
+    assert "depthFigure" in scripts[1] and "buildFigure" in scripts[1], "the app's builders travel with the data"
 
 
 def test_export_every_chart_offline_with_data(client: TestClient, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -246,23 +256,32 @@ def test_export_every_chart_offline_with_data(client: TestClient, monkeypatch: p
         assert "resviz-" + chart in r.headers["content-disposition"]
         html = r.text
         _assert_offline(html)
-        fig = _figure(html)
-        assert fig["data"] and fig["layout"] and fig["config"]["displaylogo"] is False
-        values = [v for t in fig["data"] for v in (t.get("y") or []) + (t.get("z") or []) if v is not None]
-        assert values, chart
+        doc = _export_data(html)
+        assert doc["chart"] == chart and doc["sel"] == {
+            "layer": "layer1.1.bn2",
+            "block": "",
+            "channel": None,
+            "range": "common",
+        }
         assert CHARTS[chart].title.replace("'", "&#x27;") in html
-        if chart == "activations":
-            assert fig["data"][0]["y"] == pytest.approx([t["stats"]["mean"] for t in analysis["layers"]])
-        elif chart == "prediction":
-            top = analysis["prediction"][0]["top"]
-            assert fig["data"][0]["x"] == pytest.approx([t["probability"] for t in reversed(top)])
-        elif chart == "histogram":
-            layer = next(t for t in analysis["layers"] if t["id"] == "layer1.1.bn2")
-            assert fig["data"][0]["y"] == layer["histogram"]["counts"]
-        elif chart == "depth-sweep":
-            assert fig["data"][1]["y"] == sweep["plain"]
-        elif chart == "batchnorm":
-            assert "layer1.1.bn2" in fig["data"][1]["name"]
+        data = doc["data"]
+        if chart == "depth-sweep":
+            assert data == {"sweep": sweep}
+            continue
+        # The answers are the API's, as the embed page fetches them (the analysis and what else the chart reads).
+        assert data["analysis"] == analysis
+        if chart == "featuremaps":
+            top = analysis["feature_maps"]["layer1.0"]["channels"][0]
+            assert (data["featuremap"]["tap"], data["featuremap"]["channel"]) == ("layer1.0", top), "tap at or before"
+            assert data["featuremap"]["summary"]["zero_fraction"] is not None
+        elif chart == "gradients":
+            assert set(data["runs"]) == {"residual", "plain"}
+            assert data["runs"]["plain"]["gates"] == [0.0] * 9 and data["runs"]["residual"]["gates"] == [1.0] * 9
+            assert data["runs"]["plain"]["target"] == data["runs"]["residual"]["target"], "one pinned target"
+        elif chart == "lesion":
+            assert len(data["lesion"]["blocks"]) == 9
+        else:
+            assert set(data) == {"analysis"}, chart
     r = client.get("/api/export/prediction.html", params={**BASE, "image": "shapes-32", "download": "1"})
     assert r.status_code == 200 and r.headers["content-disposition"].startswith("attachment;")
 

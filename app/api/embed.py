@@ -2,8 +2,9 @@
 
 ``/embed/{chart}?model=&image=&weights=&gates=&bn=&layer=&block=&channel=&range=`` renders one chart
 filling its iframe (``templates/embed.html`` + ``static/js/embed.js``, drawn by the main page's
-figure builders). ``/api/export/{chart}.html`` (same parameters) returns the figure as one offline
-HTML file. ``/presets`` composes a sequence of views; ``/presets/play?steps=`` steps through it.
+figure builders). ``/api/export/{chart}.html`` (same parameters) returns the chart as one offline
+HTML file drawn by the same builders. ``/presets`` composes a sequence of views; ``/presets/play?steps=``
+steps through it.
 Parameters are checked here, before any chart is drawn: a bad link gets a 4xx with a readable message
 (an HTML page for /embed and /presets, JSON for /api).
 """
@@ -13,7 +14,6 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-import math
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -25,10 +25,9 @@ from starlette.concurrency import run_in_threadpool
 
 from app.api.deps import GateDep, RegistryDep, ServiceDep, StoreDep
 from app.api.pages import TEMPLATES
+from app.charts import CHARTS, Chart, Selection, feature_map_choice
 from app.export_html import standalone_html
-from app.figures import CHARTS, Chart, Selection, build_figure, feature_map_choice
 from app.runtime.admission import Job
-from app.runtime.analysis import feature_map
 from app.runtime.preprocess import sha256_bytes
 from app.runtime.registry import ModelRegistry, UnknownModelError, parse_bn, parse_gates
 from app.runtime.samples import probe_png, sample_bytes, samples
@@ -279,19 +278,8 @@ async def embed_chart(chart: str, request: Request, registry: RegistryDep, store
 
 
 def _payload(payload: Any) -> dict:
-    doc = payload.json()
-    return _null_to_nan(doc) if doc.get("notes") else doc
-
-
-def _null_to_nan(obj: Any) -> Any:
-    """Nulls (numbers that were not finite) back to NaN, so the figure arithmetic runs and Plotly leaves gaps."""
-    if obj is None:
-        return math.nan
-    if isinstance(obj, dict):
-        return {k: _null_to_nan(v) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [_null_to_nan(v) for v in obj]
-    return obj
+    """An answer as the API sends it (numbers that were not finite are null)."""
+    return payload.json()
 
 
 def pinned_target(link: ChartLink, blob: bytes, service: AnalysisService) -> int:
@@ -301,7 +289,7 @@ def pinned_target(link: ChartLink, blob: bytes, service: AnalysisService) -> int
 
 
 def gather(link: ChartLink, blob: bytes | None, service: AnalysisService) -> dict:
-    """The JSON a chart is built from, computed exactly as the API computes it for the main page."""
+    """The answers a chart reads, exactly as the API gives them to an embed (static/js/embed.js)."""
     if link.chart.id == "depth-sweep":
         return {
             "sweep": _payload(service.depth_sweep(probe_png(), weights=link.sweep_weights or "trained", bn=link.bn))
@@ -314,8 +302,9 @@ def gather(link: ChartLink, blob: bytes | None, service: AnalysisService) -> dic
         choice = feature_map_choice(analysis, link.sel)
         if choice is None:
             raise RequestError("this analysis has no feature maps")
-        taps = service.taps(link.model, blob, bn=link.bn, **common)
-        data["featuremap"] = feature_map(taps, *choice)
+        tap, channel = choice
+        job = service.featuremap_job(link.model, blob, tap=tap, channel=channel, bn=link.bn, **common)
+        data["featuremap"] = _payload(service.compute(job))
     elif link.chart.id == "gradients":
         target = pinned_target(link, blob, service)
         wanted = {"residual": "all-on", "plain": "all-off"}
@@ -333,18 +322,19 @@ def gather(link: ChartLink, blob: bytes | None, service: AnalysisService) -> dic
 
 
 def export_document(link: ChartLink, blob: bytes | None, service: AnalysisService) -> str:
-    """The standalone HTML of one chart link."""
-    fig = build_figure(link.chart.id, gather(link, blob, service), link.sel)
+    """The standalone HTML of one chart link: its answers, drawn in the file by the app's builders."""
+    data = gather(link, blob, service)
     stamp = time.strftime("%Y-%m-%d %H:%M", time.localtime())
     title = f"{link.chart.title} · {link.model}"
-    return standalone_html(fig, title, f"resviz export, {stamp}: {link.describe()}")
+    sel = {"layer": link.sel.layer, "block": link.sel.block, "channel": link.sel.channel, "range": link.sel.range}
+    return standalone_html(link.chart.id, data, sel, title, f"resviz export, {stamp}: {link.describe()}")
 
 
 @router.get("/api/export/{chart}.html", tags=["lecture"])
 async def export_chart(
     chart: str, request: Request, registry: RegistryDep, service: ServiceDep, store: StoreDep, gate: GateDep
 ) -> Response:
-    """One chart as a standalone HTML file: plotly.js inlined, the figure's data as JSON, no network use."""
+    """One chart as a standalone HTML file: plotly.js and the chart builders inlined, its data as JSON, offline."""
     try:
         link, blob = await checked_link(chart, request, registry, store)
     except LinkError as exc:

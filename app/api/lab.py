@@ -14,6 +14,7 @@ from app.api.pages import TEMPLATES
 from app.paths import SHIPPED_WEIGHTS_DIR
 from app.runtime.admission import Job
 from app.runtime.analysis import measure
+from app.runtime.chartstats import finite_mean, moving_average
 from app.runtime.preprocess import prepare
 from app.runtime.registry import ModelRegistry, parse_bn
 from app.runtime.service import Payload, RequestError
@@ -37,6 +38,9 @@ def training_logs(weights_dir: Path = SHIPPED_WEIGHTS_DIR) -> list[dict]:
                 "batch_size": log["batch_size"],
                 "loss": log["loss"],
                 "accuracy": log["accuracy"],
+                # the curves drawn: a moving average over the last WINDOW steps
+                "loss_smooth": moving_average(log["loss"], WINDOW),
+                "accuracy_smooth": moving_average(log["accuracy"], WINDOW),
                 "final_train_loss": float(np.mean(log["loss"][-WINDOW:])),
                 "final_train_accuracy": float(np.mean(log["accuracy"][-WINDOW:])),
                 "held_out_accuracy": log["held_out"]["accuracy"],
@@ -96,6 +100,8 @@ def fig7(registry: ModelRegistry, bn: str, names: tuple[str, ...] = ("resnet20",
             gates = np.full(model.num_blocks, 0.0 if plain else 1.0, np.float32)
             x = np.stack([prepare(b, model.manifest["preprocessing"])[0] for b in blobs])
             reports = measure(registry, model, x, gates, bn).reports
+            std = [reports[i]["stats"]["std"] for i in bn_ids]
+            finite = [v for v in std if np.isfinite(v)]
             series.append(
                 {
                     "model": name,
@@ -103,7 +109,9 @@ def fig7(registry: ModelRegistry, bn: str, names: tuple[str, ...] = ("resnet20",
                     "plain": plain,
                     "weights": variant,
                     "layers": bn_ids,
-                    "std": [reports[i]["stats"]["std"] for i in bn_ids],
+                    "std": std,
+                    "std_sorted": sorted(finite, reverse=True),  # the right-hand panel: layers by std
+                    "std_mean": finite_mean(std),
                 }
             )
     return {"bn": bn, "images": len(blobs), "series": series}

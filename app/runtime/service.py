@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import orjson
 
+from app.runtime import chartstats
 from app.runtime import gradients as grad
 from app.runtime.admission import FollowUp, Job
 from app.runtime.analysis import analyze, complete, feature_map, run_taps, summarize
@@ -165,7 +166,7 @@ class AnalysisService:
         def run_all() -> Payload:
             result = analyze(self.registry, model, self.images(model, blobs), g, mode, feature_maps=feature_maps, k=k)
             result["input"]["images"] = list(hashes)
-            return Payload.of(result)
+            return Payload.of(chartstats.annotate(result))
 
         if sections == "all":
             return Job(key, run_all, cost=cost)
@@ -174,10 +175,10 @@ class AnalysisService:
             x = self.images(model, blobs)
             doc, measured = summarize(self.registry, model, x, g, mode, full=feature_maps == "all")
             doc["input"]["images"] = list(hashes)
-            first = Payload.of(doc)
+            first = Payload.of(chartstats.annotate(doc))
 
             def rest() -> Payload:
-                return Payload.of(complete(model, doc, measured, g, mode, feature_maps, k))
+                return Payload.of(chartstats.annotate(complete(model, doc, measured, g, mode, feature_maps, k)))
 
             return FollowUp(first, Job(key, rest, cost=f"{cost}:rest"))
 
@@ -208,7 +209,8 @@ class AnalysisService:
 
         def run() -> Payload:
             taps = self.taps(name, blob, weights=weights, gates=gates, bn=bn)
-            return Payload.of({**feature_map(taps, tap, channel), "image_sha256": digest})
+            fm = feature_map(taps, tap, channel)
+            return Payload.of({**fm, "summary": chartstats.channel_summary(fm["values"]), "image_sha256": digest})
 
         return Job(key, run, cost=f"taps:{name}")
 
@@ -232,7 +234,7 @@ class AnalysisService:
         def run() -> Payload:
             result = grad.gradients(self.registry, model, self.images(model, blobs), g, mode, target)
             result["images"] = hashes
-            return Payload.of(result)
+            return Payload.of({**result, "spread": chartstats.gradient_spread(result["blocks"])})
 
         return Job(key, run, cost=f"grad:{name}")
 

@@ -149,5 +149,17 @@ export function pinImage(id) {
   });
 }
 
+// A JSON request whose failure reads as a sentence for the page's error box: "Could not reach the
+// server: …", "Too large: …" (413) or `${refused}: …` with the server's message.
+export async function ask(url, options = {}, refused = 'The server refused the request') {
+  try {
+    return await request(url, { ...options, headers: { Accept: 'application/json', ...(options.headers || {}) } });
+  } catch (err) {
+    if (err.name === 'AbortError') throw err;
+    if (!err.status) throw new Error(`Could not reach the server: ${err.message}`);
+    throw new Error(err.status === 413 ? `Too large: ${err.message}` : `${refused}: ${err.message}`);
+  }
+}
+
 /** GET a JSON document (throws ApiError with the server's message on failure). */
 export const getJSON = (url, signal) => request(url, { signal });

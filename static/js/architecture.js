@@ -1,63 +1,26 @@
 // Architecture page: Table 5-1 explorer, block arithmetic and Fig. 5-8, all from GET /api/chapter.
-// Transport (getJSON), pure figure builders (*Figure) and DOM wiring are kept apart.
+// DOM wiring only: the transport is api.js, the figures are built in charts/chapter.js and charts/fig3.js.
 
-import { request } from "./api.js";
+import { ask } from "./api.js";
 import { el } from "./dom.js";
+import { plot as draw } from "./plot.js";
+import { clearError, showError } from "./status.js";
+import { int } from "./charts/format.js";
 import { fig3Diagram } from "./charts/fig3.js";
+import { blocksFigure, cifarFigure, gapFigure, layersFigure, ratiosFigure, stagesFigure, totalsFigure } from "./charts/chapter.js";
 
 const $ = (id) => document.getElementById(id);
-const PLOT_CONFIG = { displaylogo: false, responsive: true, modeBarButtonsToRemove: ["lasso2d", "select2d"] };
-const COLORS = {
-  vgg: "#8c6d31",
-  plain: "#7f7f7f",
-  resnet: "#1f77b4",
-  paper: "#d62728",
-  accent: "#2ca02c",
-  stages: ["#9ecae1", "#6baed6", "#4292c6", "#2171b5", "#08519c", "#fd8d3c"],
-};
-const BASE_LAYOUT = {
-  margin: { l: 60, r: 20, t: 30, b: 50 },
-  font: { family: "system-ui, sans-serif", size: 12 },
-  paper_bgcolor: "rgba(0,0,0,0)",
-  plot_bgcolor: "rgba(0,0,0,0)",
-  hoverlabel: { namelength: -1 },
-};
-
 const state = { figs: null, family: "imagenet", metric: "text", controller: null };
-
-// ---------------------------------------------------------------- transport
-
-async function getJSON(url, signal) {
-  try {
-    return await request(url, { signal, headers: { Accept: "application/json" } });
-  } catch (err) {
-    if (err.name === "AbortError") throw err;
-    throw new Error(err.status ? `The server refused the request: ${err.message}` : `Could not reach the server: ${err.message}`);
-  }
-}
 
 // ---------------------------------------------------------------- helpers
 
-const int = (v) => Math.round(v).toLocaleString("en-US");
 const giga = (v, d = 2) => `${(v / 1e9).toFixed(d)}e9`;
 const mega = (v, d = 2) => `${(v / 1e6).toFixed(d)}M`;
 const pct = (v, d = 1) => `${(100 * v).toFixed(d)}%`;
 
 
-function showError(message) {
-  const box = $("error");
-  box.textContent = message;
-  box.hidden = !message;
-}
-
 function setStatus(text) {
   $("status").textContent = text;
-}
-
-function draw(id, fig) {
-  const node = $(id);
-  if (!node || typeof Plotly === "undefined") return;
-  Plotly.react(node, fig.data, { ...BASE_LAYOUT, ...fig.layout }, PLOT_CONFIG);
 }
 
 function fillFacts(id, pairs) {
@@ -106,68 +69,6 @@ function renderTable51() {
   drawStages();
 }
 
-function stagesFigure(t, family, metric) {
-  const useParams = metric === "params";
-  const key = useParams ? "params" : "macs";
-  const scale = useParams ? 1e6 : 1e9;
-  const unit = useParams ? "M parameters" : "e9 multiply-adds";
-  const x = t.models.map((n) => n.replace("resnet", "ResNet-"));
-  const data = t.stages.map((s, i) => ({
-    type: "bar",
-    name: s.stage,
-    x,
-    y: t.models.map((n) => s.cells[n][key] / scale),
-    customdata: t.models.map((n) => [s.cells[n].text, int(s.cells[n][key])]),
-    hovertemplate: `%{x} ${s.stage}<br>%{customdata[0]}<br>%{customdata[1]} ${useParams ? "parameters" : "multiply-adds"}<extra></extra>`,
-    marker: { color: COLORS.stages[i % COLORS.stages.length] },
-  }));
-  if (family === "imagenet") {
-    const ref = useParams
-      ? { name: "torchvision reference", y: t.models.map((n) => t.totals[n].torchvision_params / 1e6) }
-      : { name: "paper's FLOPs", y: t.models.map((n) => t.totals[n].paper_gmacs) };
-    data.push({
-      type: "scatter",
-      mode: "markers",
-      name: ref.name,
-      x,
-      y: ref.y,
-      marker: { symbol: "diamond", size: 11, color: COLORS.paper, line: { color: "white", width: 1 } },
-      hovertemplate: `%{x}: %{y:.3g}${unit} (${ref.name})<extra></extra>`,
-    });
-    if (!useParams) {
-      data.push({
-        type: "scatter",
-        mode: "markers",
-        name: "computed, stride on first 1x1",
-        x,
-        y: t.models.map((n) => t.totals[n].paper_layout_gmacs),
-        marker: { symbol: "line-ew-open", size: 18, color: COLORS.accent, line: { width: 3 } },
-        hovertemplate: "%{x}: %{y:.3f}e9 with the stride on the first 1x1<extra></extra>",
-      });
-    }
-  } else if (useParams) {
-    data.push({
-      type: "scatter",
-      mode: "markers",
-      name: "paper",
-      x,
-      y: t.models.map((n) => t.totals[n].paper_params_m),
-      marker: { symbol: "diamond", size: 11, color: COLORS.paper },
-      hovertemplate: "%{x}: %{y}M in the paper<extra></extra>",
-    });
-  }
-  return {
-    data,
-    layout: {
-      barmode: "stack",
-      height: 380,
-      yaxis: { title: { text: useParams ? "parameters (millions)" : "multiply-adds (billions)" }, rangemode: "tozero" },
-      legend: { orientation: "h", y: -0.18 },
-      uirevision: `${family}-${key}`,
-    },
-  };
-}
-
 function drawStages() {
   const t = state.figs.table_5_1[state.family];
   draw("chart-stages", stagesFigure(t, state.family, state.metric));
@@ -197,63 +98,12 @@ function renderBlocks(f) {
     ["bottleneck (1x1, 3x3, 1x1)", b.bottleneck_formula],
     ["saving", `${b.bottleneck_reduction_text} (1 - ${int(b.bottleneck_block_params)} / ${int(b.basic_block_params)} = ${b.bottleneck_reduction.toFixed(3)})`],
   ]);
-  const layers = [
-    ...b.basic_layers.map((l) => ({ block: "basic", ...l })),
-    ...b.bottleneck_layers.map((l) => ({ block: "bottleneck", ...l })),
-  ];
-  const data = layers.map((l) => ({
-    type: "bar",
-    name: `${l.block}: ${l.kernel}x${l.kernel}, ${l.in_channels}→${l.out_channels}`,
-    x: [l.block],
-    y: [l.params],
-    hovertemplate: `${l.id}<br>${l.kernel}x${l.kernel}x${l.in_channels}x${l.out_channels} = %{y:,} weights<extra></extra>`,
-    showlegend: false,
-  }));
-  draw("chart-blocks", {
-    data,
-    layout: {
-      barmode: "stack",
-      height: 300,
-      margin: { l: 85, r: 20, t: 30, b: 40 },
-      yaxis: { title: { text: "parameters" }, tickformat: ",d" },
-      annotations: [
-        { x: "basic", y: b.basic_block_params, text: int(b.basic_block_params), showarrow: false, yshift: 10 },
-        { x: "bottleneck", y: b.bottleneck_block_params, text: int(b.bottleneck_block_params), showarrow: false, yshift: 10 },
-      ],
-    },
-  });
+  draw("chart-blocks", blocksFigure(b));
 }
 
 function renderRatios(f) {
   const rows = f.stacked_3x3;
-  draw("chart-ratios", {
-    data: [
-      {
-        type: "bar",
-        name: "stacked 3x3",
-        x: rows.map((r) => `${r.stack} vs ${r.single}`),
-        y: rows.map((r) => r.stacked_params),
-        marker: { color: COLORS.resnet },
-        hovertemplate: "%{x}: stacked 3x3 %{y:,} weights<extra></extra>",
-      },
-      {
-        type: "bar",
-        name: "one big kernel",
-        x: rows.map((r) => `${r.stack} vs ${r.single}`),
-        y: rows.map((r) => r.single_params),
-        marker: { color: COLORS.vgg },
-        customdata: rows.map((r) => r.text),
-        hovertemplate: "%{x}: one big kernel %{y:,} weights<br>ratio %{customdata}<extra></extra>",
-      },
-    ],
-    layout: {
-      barmode: "group",
-      height: 300,
-      margin: { l: 80, r: 20, t: 30, b: 50 },
-      yaxis: { title: { text: `weights at ${rows[0].channels} channels` }, tickformat: ",d" },
-      legend: { orientation: "h", y: -0.2 },
-    },
-  });
+  draw("chart-ratios", ratiosFigure(rows));
 }
 
 function renderDemo(d) {
@@ -335,72 +185,6 @@ function renderResidual(f) {
 
 // ---------------------------------------------------------------- Fig. 5-8
 
-const NET_COLORS = { "VGG-19": COLORS.vgg, "plain-34": COLORS.plain, "ResNet-34": COLORS.resnet };
-
-function layersFigure(nets) {
-  const data = nets.map((net) => {
-    const rows = net.layers.filter((r) => r.kind !== "pool");
-    return {
-      type: "scatter",
-      mode: "lines+markers",
-      line: { shape: "hv", color: NET_COLORS[net.name], width: net.name === "plain-34" ? 4 : 2 },
-      marker: { size: 5, symbol: rows.map((r) => (r.kind === "shortcut" ? "star" : "circle")) },
-      name: net.name,
-      x: rows.map((_, i) => i + 1),
-      y: rows.map((r) => r.macs / 1e6),
-      customdata: rows.map((r) => [r.name, `${r.out_size}x${r.out_size}x${r.channels}`, int(r.params), r.note]),
-      hovertemplate: `${net.name} %{customdata[0]}<br>output %{customdata[1]}<br>%{y:.1f}M multiply-adds, %{customdata[2]} params<br>%{customdata[3]}<extra></extra>`,
-    };
-  });
-  return {
-    data,
-    layout: {
-      height: 380,
-      xaxis: { title: { text: "weight layer, in forward order" } },
-      yaxis: { title: { text: "multiply-adds (millions)" }, rangemode: "tozero" },
-      legend: { orientation: "h", y: -0.22 },
-      uirevision: "layers",
-    },
-  };
-}
-
-function totalsFigure(nets, paper, key) {
-  const names = nets.map((n) => n.name);
-  const isMacs = key === "macs";
-  const data = [
-    {
-      type: "bar",
-      name: "computed",
-      x: names,
-      y: nets.map((n) => n[key] / (isMacs ? 1e9 : 1e6)),
-      marker: { color: names.map((n) => NET_COLORS[n]) },
-      text: nets.map((n) => (isMacs ? (n.macs / 1e9).toFixed(2) : (n.params / 1e6).toFixed(1))),
-      textposition: "outside",
-      hovertemplate: isMacs ? "%{x}: %{y:.3f}e9 multiply-adds<extra></extra>" : "%{x}: %{y:.2f}M parameters<extra></extra>",
-    },
-  ];
-  if (isMacs) {
-    data.push({
-      type: "scatter",
-      mode: "markers",
-      name: "paper",
-      x: names,
-      y: names.map((n) => paper[n]),
-      marker: { symbol: "diamond", size: 12, color: COLORS.paper },
-      hovertemplate: "%{x}: %{y}e9 in the paper<extra></extra>",
-    });
-  }
-  return {
-    data,
-    layout: {
-      height: 300,
-      showlegend: isMacs,
-      legend: { orientation: "h", y: -0.2 },
-      yaxis: { title: { text: isMacs ? "multiply-adds (billions)" : "parameters (millions)" }, rangemode: "tozero" },
-    },
-  };
-}
-
 function renderFig58(f) {
   const v = f.vgg19_vs_resnet34;
   $("fig3-diagram").replaceChildren(fig3Diagram(v.networks));
@@ -441,19 +225,7 @@ function renderFig58(f) {
 function renderGap(f) {
   const g = f.global_average_pooling;
   const classes = g.averages.map((_, i) => `class ${i}`);
-  draw("chart-gap", {
-    data: [
-      { type: "bar", name: "map average", x: classes, y: g.averages, marker: { color: COLORS.plain }, hovertemplate: "%{x}: average %{y:.3f}<extra></extra>" },
-      { type: "scatter", mode: "lines+markers", name: "softmax", x: classes, y: g.softmax, yaxis: "y2", marker: { color: COLORS.paper }, hovertemplate: "%{x}: p = %{y:.3f}<extra></extra>" },
-    ],
-    layout: {
-      height: 300,
-      yaxis: { title: { text: "average of the 7x7 map" } },
-      yaxis2: { title: { text: "softmax probability" }, overlaying: "y", side: "right", rangemode: "tozero" },
-      legend: { orientation: "h", y: -0.25 },
-      margin: { l: 60, r: 60, t: 30, b: 60 },
-    },
-  });
+  draw("chart-gap", gapFigure(g));
   $("caption-gap").textContent = `${g.text}. No weights are needed to turn the maps into class scores.`;
   const h = f.vgg19_vs_resnet34.head;
   $("head-text").textContent =
@@ -469,17 +241,7 @@ function renderCifar(f) {
     rows.map((r) => [r.name.replace("resnet", "ResNet-"), r.formula, int(r.params), `${r.paper_params_m}M`, `${(100 * r.relative_difference).toFixed(1)}%`]),
   );
   const x = rows.map((r) => r.name.replace("resnet", "ResNet-"));
-  draw("chart-cifar", {
-    data: [
-      { type: "bar", name: "computed", x, y: rows.map((r) => r.params), marker: { color: COLORS.resnet }, hovertemplate: "%{x}: %{y:,} parameters<extra></extra>" },
-      { type: "scatter", mode: "markers", name: "paper", x, y: rows.map((r) => r.paper_params_m * 1e6), marker: { symbol: "diamond", size: 11, color: COLORS.paper }, hovertemplate: "%{x}: %{y:.3s} in the paper<extra></extra>" },
-    ],
-    layout: {
-      height: 300,
-      yaxis: { type: "log", dtick: 1, tickformat: ".2s", title: { text: "parameters (log scale)" } },
-      legend: { orientation: "h", y: -0.25 },
-    },
-  });
+  draw("chart-cifar", cifarFigure(rows));
 }
 
 function fillInline(f) {
@@ -511,8 +273,8 @@ async function load(n) {
   state.controller = new AbortController();
   setStatus(state.figs ? "Recomputing…" : "Loading the figures…");
   try {
-    const figs = await getJSON(`/api/chapter?n=${encodeURIComponent(n)}`, state.controller.signal);
-    showError("");
+    const figs = await ask(`/api/chapter?n=${encodeURIComponent(n)}`, { signal: state.controller.signal });
+    clearError();
     if (!state.figs) {
       state.figs = figs;
       renderAll();
@@ -523,7 +285,7 @@ async function load(n) {
     setStatus("All figures computed by the server from layer descriptions.");
   } catch (err) {
     if (err.name === "AbortError") return;
-    showError(err.message);
+    showError(err);
     setStatus("");
   }
 }

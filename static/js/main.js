@@ -6,6 +6,7 @@ import { buildStrip, updateStrip } from './strip.js';
 import { draw, placeholder, resizeWithin, setRevision } from './plot.js';
 import { predictionFigure } from './charts/prediction.js';
 import { count } from './charts/format.js';
+import { chosenBlock, chosenLayer } from './charts/select.js';
 import * as activations from './views/activations.js';
 import * as featuremaps from './views/featuremaps.js';
 import * as batchnorm from './views/batchnorm.js';
@@ -45,25 +46,12 @@ app.update = (patch, { push = false } = {}) => {
 
 app.layers = () => app.analysis?.layers || [];
 
-// The chosen tap: the URL's layer, else the selected block's output, else the first block output.
-app.layer = () => {
-  const layers = app.layers();
-  const byId = (id) => layers.find((l) => l.id === id);
-  const block = app.manifest?.blocks.find((b) => b.id === app.state.block);
-  return byId(app.state.layer) || (block && byId(block.output)) || layers.find((l) => l.kind === 'block') || layers[0];
-};
-
-// Nearest tap at or before the chosen layer that satisfies pred (else the first one after it).
-app.nearestLayer = (pred) => {
-  const layers = app.layers();
-  const i = Math.max(0, layers.indexOf(app.layer()));
-  for (let j = i; j >= 0; j--) if (pred(layers[j])) return layers[j];
-  for (let j = i + 1; j < layers.length; j++) if (pred(layers[j])) return layers[j];
-  return null;
-};
+// The chosen tap and block (charts/select.js: the same rule as the embeds and exports).
+app.layer = () => (app.analysis ? chosenLayer(app.analysis, app.state) : undefined);
 
 app.block = () => {
-  const blocks = app.analysis?.blocks || app.manifest?.blocks || [];
+  if (app.analysis) return chosenBlock(app.analysis, app.state);
+  const blocks = app.manifest?.blocks || [];
   return blocks.find((b) => b.id === app.state.block) || blocks[0];
 };
 

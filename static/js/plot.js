@@ -56,3 +56,10 @@ export function onPlotClick(el, handler) {
   el.dataset.clickBound = '1';
   el.on?.('plotly_click', handler);
 }
+
+// Draw a figure whose layout is complete (the chapter pages and the lab): no keys, no caption.
+export function plot(target, fig) {
+  const el = typeof target === 'string' ? document.getElementById(target) : target;
+  if (!el || typeof Plotly === 'undefined') return null;
+  return Plotly.react(el, fig.data, fig.layout, PLOT_CONFIG);
+}

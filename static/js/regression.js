@@ -1,22 +1,18 @@
 // Residual analysis page: fit a regression on the server (POST /api/regression), draw the
-// chapter's three residual plots, a Q-Q plot and the diagnostics. Drawing only: every number comes from the API.
+// chapter's three residual plots, a Q-Q plot and the diagnostics. Drawing only: every number comes from the API,
+// the figures are built in charts/regression.js.
 
-import { request as apiRequest } from "./api.js";
+// A failed fit reads "The data could not be analysed: …" (the server's reason).
+const request = (url, options = {}) => ask(url, options, "The data could not be analysed");
+
+import { ask } from "./api.js";
 import { el } from "./dom.js";
+import { plot } from "./plot.js";
+import { clearError, showError } from "./status.js";
+import { fitFigure, qqFigure, residualFigure } from "./charts/regression.js";
 
 const $ = (id) => document.getElementById(id);
 const MAX_BYTES = 1024 * 1024;
-const PLOT_CONFIG = { displaylogo: false, responsive: true, modeBarButtonsToRemove: ["lasso2d", "select2d"] };
-const COLORS = { point: "#1f77b4", curve: "#d62728", zero: "#555", flag: "#d62728" };
-const BASE_LAYOUT = {
-  margin: { l: 60, r: 20, t: 20, b: 50 },
-  font: { family: "system-ui, sans-serif", size: 12 },
-  paper_bgcolor: "rgba(0,0,0,0)",
-  plot_bgcolor: "rgba(0,0,0,0)",
-  showlegend: false,
-  hovermode: "closest",
-};
-
 const state = {
   datasets: [],
   source: { kind: "dataset", name: "linear" },
@@ -27,18 +23,6 @@ const state = {
   result: null,
   controller: null,
 };
-
-// ---------------------------------------------------------------- transport
-
-async function request(url, options = {}) {
-  try {
-    return await apiRequest(url, { ...options, headers: { Accept: "application/json", ...(options.headers || {}) } });
-  } catch (err) {
-    if (err.name === "AbortError") throw err;
-    if (!err.status) throw new Error(`Could not reach the server: ${err.message}`);
-    throw new Error(err.status === 413 ? `Too large: ${err.message}` : `The data could not be analysed: ${err.message}`);
-  }
-}
 
 function analyse(signal) {
   const opts = { degree: state.degree, y_column: state.yCol, x_columns: state.xCols };
@@ -64,104 +48,13 @@ function analyse(signal) {
 const num = (v, d = 3) => (v === null || v === undefined ? "—" : Math.abs(v) >= 1e4 || (Math.abs(v) < 1e-3 && v !== 0) ? v.toExponential(2) : v.toFixed(d));
 const pval = (p) => (p === null || p === undefined ? "—" : p < 1e-4 ? "< 0.0001" : p.toFixed(4));
 
-function showError(message) {
-  $("error").textContent = message;
-  $("error").hidden = !message;
-}
-
 function setStatus(text) {
   $("status").textContent = text;
 }
 
-function draw(id, data, layout) {
-  if (typeof Plotly === "undefined") return;
-  Plotly.react($(id), data, { ...BASE_LAYOUT, ...layout }, PLOT_CONFIG);
-}
+const draw = (id, data, layout) => plot(id, { data, layout });
 
 // ---------------------------------------------------------------- figures (json -> traces)
-
-function pointType(n) {
-  return n > 2000 ? "scattergl" : "scatter";
-}
-
-function residualFigure(x, e, xTitle, flagged, rows) {
-  const data = [
-    {
-      type: pointType(e.length),
-      mode: "markers",
-      x,
-      y: e,
-      customdata: rows,
-      marker: { size: 6, color: flagged ? COLORS.flag : COLORS.point, opacity: 0.75 },
-      hovertemplate: `row %{customdata}<br>${xTitle} %{x:.4g}<br>residual %{y:.4g}<extra></extra>`,
-    },
-  ];
-  const layout = {
-    height: 300,
-    xaxis: { title: { text: xTitle }, zeroline: false },
-    yaxis: { title: { text: "residual (observed − fitted)" }, zeroline: false },
-    shapes: [{ type: "line", xref: "paper", x0: 0, x1: 1, y0: 0, y1: 0, line: { color: COLORS.zero, dash: "dash", width: 1 } }],
-    uirevision: xTitle,
-  };
-  return { data, layout };
-}
-
-function qqFigure(qq) {
-  const lo = Math.min(qq.theoretical[0], qq.sample[0] ?? 0);
-  const hi = Math.max(qq.theoretical[qq.theoretical.length - 1], qq.sample[qq.sample.length - 1] ?? 0);
-  return {
-    data: [
-      {
-        type: pointType(qq.sample.length),
-        mode: "markers",
-        x: qq.theoretical,
-        y: qq.sample,
-        customdata: qq.probabilities,
-        marker: { size: 6, color: COLORS.point, opacity: 0.75 },
-        hovertemplate: "normal quantile %{x:.3f} (p = %{customdata:.3f})<br>standardized residual %{y:.3f}<extra></extra>",
-      },
-      { type: "scatter", mode: "lines", x: [lo, hi], y: [lo, hi], line: { color: COLORS.curve, width: 1.5 }, hoverinfo: "skip" },
-    ],
-    layout: {
-      height: 300,
-      xaxis: { title: { text: "normal quantile" } },
-      yaxis: { title: { text: "standardized residual" } },
-      uirevision: "qq",
-    },
-  };
-}
-
-function fitFigure(fit, model, rows) {
-  return {
-    data: [
-      {
-        type: pointType(fit.x.length),
-        mode: "markers",
-        x: fit.x,
-        y: fit.y,
-        customdata: rows,
-        marker: { size: 6, color: COLORS.point, opacity: 0.75 },
-        hovertemplate: `row %{customdata}<br>${model.x_columns[0]} %{x:.4g}<br>${model.y_column} %{y:.4g}<extra></extra>`,
-        name: "data",
-      },
-      {
-        type: "scatter",
-        mode: "lines",
-        x: fit.curve_x,
-        y: fit.curve_y,
-        line: { color: COLORS.curve, width: 2 },
-        hovertemplate: `fitted at %{x:.4g}: %{y:.4g}<extra></extra>`,
-        name: "fit",
-      },
-    ],
-    layout: {
-      height: 320,
-      xaxis: { title: { text: model.x_columns[0] } },
-      yaxis: { title: { text: model.y_column } },
-      uirevision: "fit",
-    },
-  };
-}
 
 // ---------------------------------------------------------------- rendering
 
@@ -278,12 +171,12 @@ async function run() {
   try {
     const result = await analyse(controller.signal);
     if (controller !== state.controller) return;
-    showError("");
+    clearError();
     render(result);
     writeURL();
   } catch (err) {
     if (err.name === "AbortError") return;
-    showError(err.message);
+    showError(err);
     setStatus("");
   }
 }
@@ -375,7 +268,7 @@ async function init() {
   try {
     state.datasets = await request("/api/regression/datasets");
   } catch (err) {
-    showError(err.message);
+    showError(err);
     return;
   }
   readURL();

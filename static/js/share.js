@@ -2,7 +2,7 @@
 // HTML / PNG / SVG, or add it to the preset being composed (kept in localStorage, edited on /presets).
 // The chart list (ids, titles, which element on this page) comes from GET /api/charts.
 
-import { pinImage } from './api.js';
+import { getJSON, pinImage } from './api.js';
 
 export const PRESET_KEY = 'resviz.preset.steps';
 const EMBED_KEYS = ['model', 'weights', 'image', 'gates', 'bn', 'layer', 'block', 'channel', 'range'];
@@ -152,8 +152,7 @@ function showCode(code) {
 export async function initShare(app) {
   let charts;
   try {
-    const response = await fetch('/api/charts');
-    charts = await response.json();
+    charts = await getJSON('/api/charts');
   } catch {
     return; // the page works without the lecture tools
   }

@@ -37,11 +37,12 @@ export function startTask(label) {
   };
 }
 
+// Every page has one #error box (on the Explore page with a .error-text line and a dismiss button).
 export function showError(err) {
   const el = errorEl();
   if (!el) return;
   const message = err instanceof Error ? err.message : String(err);
-  el.querySelector('.error-text').textContent = message;
+  (el.querySelector('.error-text') || el).textContent = message;
   el.hidden = false;
   console.warn('resviz:', err);
 }

@@ -202,10 +202,20 @@ def test_pure_modules_in_the_page(page) -> None:
     page.goto("/")
     result = page.evaluate(
         """async () => {
-          const heat = await import('/static/js/charts/heatmap.js');
+          const select = await import('/static/js/charts/select.js');
           const state = await import('/static/js/state.js');
           const bn = await import('/static/js/charts/batchnorm.js');
-          const rebinned = heat.rebin({ edges: [0, 1, 2, 3], counts: [2, 4, 6] }, -1, 4, 10);
+          const a = {
+            layers: [
+              { id: 'conv1', kind: 'conv', shape: [1, 4] },
+              { id: 'layer1.0.bn1', kind: 'bn', shape: [1, 4] },
+              { id: 'layer1.0', kind: 'block', shape: [1, 4] },
+              { id: 'layer1.1.bn1', kind: 'bn', shape: [1, 4] },
+            ],
+            blocks: [{ id: 'layer1.0' }, { id: 'layer1.1' }],
+            batchnorm: [{ id: 'layer1.0.bn1', channels: 4 }, { id: 'layer1.1.bn1', channels: 4 }],
+            feature_maps: { 'layer1.0': { channels: [3, 1] } },
+          };
           const url = '?model=resnet18&gates=1,0,1&bn=batch&view=gradients&channel=3&hide=controls,strip';
           const s = state.parseState(url);
           const steps = bn.bnSteps(
@@ -216,7 +226,10 @@ def test_pure_modules_in_the_page(page) -> None:
             { eps: 0, gamma: 3, beta: 1 },
           );
           return {
-            total: rebinned.reduce((a, b) => a + b, 0),
+            chosen: [{ layer: '', block: '' }, { block: 'layer1.0' }].map((sel) => select.chosenLayer(a, sel).id),
+            bn: [{ layer: 'layer1.0', channel: 9 }, { layer: 'conv1' }].map((sel) => select.bnChoice(a, sel).bn.id),
+            fmap: [select.featureMapChoice(a, { layer: 'layer1.1.bn1', channel: null }).channel],
+            block: select.chosenBlock(a, { block: 'nope' }).id,
             query: state.toQuery(s),
             roundTrip: JSON.stringify(state.parseState('?' + state.toQuery(s))) === JSON.stringify(s),
             gates: state.gatesArray('all-off', 3),
@@ -225,7 +238,9 @@ def test_pure_modules_in_the_page(page) -> None:
           };
         }"""
     )
-    assert abs(result["total"] - 12) < 1e-9, "re-binning keeps every count"
+    assert result["chosen"] == ["layer1.0", "layer1.0"], "the first block output, or the chosen block's"
+    assert result["bn"] == ["layer1.0.bn1", "layer1.0.bn1"], "the nearest BN at or before the tap, else after it"
+    assert result["fmap"] == [3] and result["block"] == "layer1.0"
     assert result["query"] == "model=resnet18&gates=1,0,1&bn=batch&view=gradients&channel=3&hide=controls,strip"
     assert result["roundTrip"]
     assert result["gates"] == [0, 0, 0] and result["param"] == "all-on"

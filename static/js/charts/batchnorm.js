@@ -1,7 +1,7 @@
 // Batch normalisation: before/after histograms, the chapter's four steps with a channel's numbers,
 // and a client-side preview of y = gamma * (x - mu) / sqrt(var + eps) + beta.
 import { axis, baseLayout, KIND_COLORS, RUN_COLORS } from './theme.js';
-import { binCentres, histMoments, num } from './format.js';
+import { binCentres, num } from './format.js';
 import { histogramTrace } from './histogram.js';
 
 // The four steps for channel c. input: the conv tap entering BN (its per-channel batch moments);
@@ -38,7 +38,8 @@ export function previewHistogram(before, steps) {
   return { edges, counts: before.counts };
 }
 
-export function bnFigure(bn, steps) {
+// sliders: whether the page has the eps, gamma and beta sliders the caption names (the Explore page).
+export function bnFigure(bn, steps, { sliders = true } = {}) {
   const before = bn.before.histogram;
   const after = bn.after.histogram;
   const preview = previewHistogram(before, steps);
@@ -72,15 +73,15 @@ export function bnFigure(bn, steps) {
       },
     ],
   });
-  return { data, layout, caption: bnCaption(bn, steps) };
+  return { data, layout, caption: bnCaption(bn, steps, sliders) };
 }
 
-function bnCaption(bn, steps) {
-  const b = histMoments(bn.before.histogram);
-  const a = histMoments(bn.after.histogram);
+function bnCaption(bn, steps, sliders) {
+  const b = bn.before.moments; // mean and std of each histogram, computed by the server
+  const a = bn.after.moments;
   let text = `Left, the conv output entering ${bn.id}; right, what BN made of it (${bn.mode === 'batch' ? 'batch statistics of this image: μ_B, σ_B² over N×H×W' : 'running statistics, as at inference'}). `;
   text += `Within the histogram ranges the std goes from ${num(b.std)} to ${num(a.std)} and the mean from ${num(b.mean)} to ${num(a.mean)}. `;
-  text += `The black line maps the left histogram through step 3–4 with channel ${steps.channel}'s μ and σ² and the slider values; `;
+  text += `The black line maps the left histogram through step 3–4 with channel ${steps.channel}'s μ and σ² and ${sliders ? 'the slider values' : "the layer's γ, β, ε"}; `;
   text += 'all channels are pooled here, so it illustrates the transform rather than reproducing the per-channel result.';
   return text;
 }

@@ -89,29 +89,22 @@ export function depthFigure(analysis, sel) {
   return { data, layout, caption: depthCaption(analysis) };
 }
 
-const untrainedRunningStats = (bns) =>
-  bns.length > 0 && bns.every((b) => b.running_mean.every((m) => m === 0) && b.running_var.every((v) => v === 1));
-
+// The caption's numbers (block outputs' std first to last, BN outputs' spread, zeros) come from the server.
 function depthCaption(analysis) {
-  const layers = analysis.layers;
-  const blocks = layers.filter((l) => l.kind === 'block');
-  const bns = layers.filter((l) => l.kind === 'bn');
-  const first = blocks[0];
-  const last = blocks[blocks.length - 1];
-  const bnStd = bns.map((l) => l.stats.std);
-  const bnAbsMean = bns.reduce((s, l) => s + Math.abs(l.stats.mean), 0) / Math.max(bns.length, 1);
-  const zeros = blocks.reduce((s, l) => s + l.stats.zero_fraction, 0) / Math.max(blocks.length, 1);
+  const d = analysis.chart_stats.depth;
+  const { first_block: first, last_block: last } = d;
+  const hasBn = analysis.layers.some((l) => l.kind === 'bn');
   let text = 'Mean, standard deviation and fraction of exact zeros of every tap, in forward order. ';
   if (first && last) {
-    text += `The std of the block outputs goes from ${num(first.stats.std)} (${first.id}) to ${num(last.stats.std)} (${last.id}), `;
-    text += `${num(last.stats.std / first.stats.std, 2)}× the first. `;
+    text += `The std of the block outputs goes from ${num(first.std)} (${first.id}) to ${num(last.std)} (${last.id}), `;
+    text += `${num(d.std_ratio, 2)}× the first. `;
   }
-  if (bns.length) {
-    text += `BN outputs (${analysis.bn} statistics) have std between ${num(Math.min(...bnStd))} and ${num(Math.max(...bnStd))} and average |mean| ${num(bnAbsMean)}; `;
+  if (hasBn) {
+    text += `BN outputs (${analysis.bn} statistics) have std between ${num(d.bn_std_min)} and ${num(d.bn_std_max)} and average |mean| ${num(d.bn_abs_mean)}; `;
   }
-  text += `block outputs come after a ReLU, so ${pct(zeros, 0)} of their values are exactly zero on average: `;
+  text += `block outputs come after a ReLU, so ${pct(d.block_zero_fraction, 0)} of their values are exactly zero on average: `;
   text += 'the asymmetric distribution the chapter gives as the reason BN goes before the nonlinearity.';
-  if (analysis.bn === 'running' && (analysis.bn_untrained ?? untrainedRunningStats(analysis.batchnorm))) {
+  if (analysis.bn === 'running' && analysis.bn_untrained) {
     text += ' These weights have never been trained: every running mean is 0 and variance 1, so BN passes values through almost unchanged; switch to batch statistics to see step 3 normalise them.';
   }
   return text;

@@ -2,8 +2,9 @@
 import { baseLayout } from './theme.js';
 import { num, pct } from './format.js';
 
-// overlay: {source: data URL of the input cropped as the model sees it, opacity: 0..1} or null
-export function channelFigure(fm, overlay = null) {
+// overlay: {source: data URL of the input cropped as the model sees it, opacity: 0..1} or null;
+// slider: whether the page has the overlay slider the caption names (the Explore page; not an embed or export).
+export function channelFigure(fm, overlay = null, { slider = true } = {}) {
   const [h, w] = fm.shape;
   const data = [
     {
@@ -22,14 +23,14 @@ export function channelFigure(fm, overlay = null) {
     yaxis: { range: [h - 0.5, -0.5], scaleanchor: 'x', constrain: 'domain', showgrid: false, zeroline: false },
     images,
   });
-  return { data, layout, caption: channelCaption(fm) };
+  return { data, layout, caption: channelCaption(fm, slider) };
 }
 
-function channelCaption(fm) {
-  const flat = fm.values.flat();
-  const zeros = flat.filter((v) => v === 0).length / flat.length;
-  const mean = flat.reduce((s, v) => s + v, 0) / flat.length;
+function channelCaption(fm, slider) {
+  const { mean, zero_fraction: zeros } = fm.summary; // computed by the server
   let text = `Channel ${fm.channel} of ${fm.tap} at full resolution (${fm.shape.join('×')}), its own colour scale ${num(fm.vmin)} to ${num(fm.vmax)}; mean ${num(mean)}, ${pct(zeros)} zeros. `;
-  text += 'Bright pixels are where this filter responds; the overlay slider lays the input, cropped as the model sees it, on top.';
+  text += slider
+    ? 'Bright pixels are where this filter responds; the overlay slider lays the input, cropped as the model sees it, on top.'
+    : 'Bright pixels are where this filter responds.';
   return text;
 }

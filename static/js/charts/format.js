@@ -19,13 +19,6 @@ export function count(n) {
 
 export const ratioText = (a, b) => (b > 0 ? `${num(a / b, 2)}×` : '–');
 
-export function median(values) {
-  const v = values.filter((x) => x !== null && Number.isFinite(x)).sort((p, q) => p - q);
-  if (!v.length) return null;
-  const m = v.length >> 1;
-  return v.length % 2 ? v[m] : (v[m - 1] + v[m]) / 2;
-}
-
 // Bin centres and widths of a histogram given by its edges.
 export function binCentres(edges) {
   const c = new Array(edges.length - 1);
@@ -39,21 +32,8 @@ export function binWidths(edges) {
   return w;
 }
 
-// Mean and standard deviation of a histogram (bin centres weighted by counts).
-export function histMoments(hist) {
-  const c = binCentres(hist.edges);
-  let n = 0;
-  let s = 0;
-  let s2 = 0;
-  hist.counts.forEach((k, i) => {
-    n += k;
-    s += k * c[i];
-    s2 += k * c[i] * c[i];
-  });
-  const mean = n ? s / n : 0;
-  return { n, mean, std: n ? Math.sqrt(Math.max(s2 / n - mean * mean, 0)) : 0 };
-}
-
 export function escapeHtml(s) {
   return String(s).replace(/[&<>"']/g, (ch) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[ch]);
 }
+
+export const int = (v) => Math.round(v).toLocaleString('en-US');

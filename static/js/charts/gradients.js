@@ -32,7 +32,6 @@ export function logTicks(values) {
 }
 
 const finite = (x) => typeof x === 'number' && Number.isFinite(x);
-const spread = (v) => (v.length && finite(v[0]) && finite(v[v.length - 1]) && v[v.length - 1] > 0 ? v[0] / v[v.length - 1] : null);
 
 export const SWEEP_DEPTHS = [20, 32, 44, 56, 110];
 
@@ -77,8 +76,8 @@ function gradCaption(runs, ids) {
   for (const r of RUNS) {
     const run = runs[r.key];
     if (!run) continue;
-    const s = spread(run.blocks.map((b) => b.grad_norm_in));
-    if (s !== null) parts.push(`${num(s, 3)} (${r.key === 'current' ? 'current switches' : r.key})`);
+    const s = run.spread; // first block's input norm / last block's, computed by the server
+    if (finite(s)) parts.push(`${num(s, 3)} (${r.key === 'current' ? 'current switches' : r.key})`);
   }
   if (parts.length) text += `Norm at ${ids[0]} divided by the norm at ${ids[ids.length - 1]}: ${parts.join(', ')}. `;
   text += `The chapter’s argument: with the shortcut on, H′(x) = F′(x) + 1, so the gradient reaching ${ids[0]} does not have to shrink with every block’s F′.`;

@@ -2,28 +2,6 @@
 import { axis, baseLayout, SELECTION_LINE } from './theme.js';
 import { num } from './format.js';
 
-const COMMON_BINS = 96;
-
-// Spread a histogram's counts onto a common grid, uniformly within each source bin.
-export function rebin(hist, lo, hi, bins) {
-  const out = new Array(bins).fill(0);
-  const step = (hi - lo) / bins;
-  const e = hist.edges;
-  hist.counts.forEach((k, i) => {
-    if (!k) return;
-    const a = e[i];
-    const b = e[i + 1];
-    const width = b - a;
-    let j = Math.max(0, Math.floor((a - lo) / step));
-    const jEnd = Math.min(bins - 1, Math.floor((b - lo) / step));
-    for (; j <= jEnd; j++) {
-      const overlap = Math.min(b, lo + (j + 1) * step) - Math.max(a, lo + j * step);
-      if (overlap > 0) out[j] += (k * overlap) / width;
-    }
-  });
-  return out;
-}
-
 // The chosen tap's row, outlined.
 export function heatmapSelection(layers, layer) {
   const i = layers.findIndex((l) => l.id === layer);
@@ -31,7 +9,15 @@ export function heatmapSelection(layers, layer) {
 }
 
 const log10Fraction = (k, n) => (k > 0 && n > 0 ? Math.log10(k / n) : null);
-const finite = (x) => typeof x === 'number' && Number.isFinite(x);
+
+// A row of the server's common grid ({start, counts}: the non-empty run) as log10 fractions, one per bin.
+function commonRow(row, bins, sampled) {
+  const z = new Array(bins).fill(null);
+  row.counts.forEach((k, i) => {
+    z[row.start + i] = log10Fraction(k, sampled);
+  });
+  return z;
+}
 
 // Row labels that never overlap: every row when there is room (>= 11 px a row), else every k-th row;
 // the chosen tap is always labelled, and regular labels too close to it are dropped.
@@ -43,20 +29,6 @@ export function rowTicks(n, selected, plotHeight) {
   return ticks.sort((a, b) => a - b);
 }
 
-// How far each tap's values reach beyond its histogram range, in units of that range's width:
-// left bars for the low tail (min below the low edge), right bars for the high tail.
-export function tailExtents(layers) {
-  return layers.map((l) => {
-    const e = l.histogram.edges;
-    const span = e[e.length - 1] - e[0] || 1;
-    const s = l.stats || {};
-    return {
-      low: finite(s.min) ? Math.max(0, (e[0] - s.min) / span) : null,
-      high: finite(s.max) ? Math.max(0, (s.max - e[e.length - 1]) / span) : null,
-    };
-  });
-}
-
 // Default height of the heatmap for n rows (the view sizes its box to this: ~6 px a row).
 export const heatmapHeight = (n) => Math.min(1500, Math.max(480, 6 * n + 90));
 
@@ -66,14 +38,12 @@ export function depthHeatmapFigure(analysis, { range = 'common', layer, height =
   let x;
   let z;
   let hover;
-  let lo = 0;
-  let hi = 1;
+  const stats = analysis.chart_stats.heatmap;
   if (range === 'common') {
-    lo = Math.min(...layers.map((l) => l.histogram.edges[0]));
-    hi = Math.max(...layers.map((l) => l.histogram.edges[l.histogram.edges.length - 1]));
-    const step = (hi - lo) / COMMON_BINS;
-    x = Array.from({ length: COMMON_BINS }, (_, j) => lo + (j + 0.5) * step);
-    z = layers.map((l) => rebin(l.histogram, lo, hi, COMMON_BINS).map((k) => log10Fraction(k, l.histogram.sampled)));
+    const { lo, hi, bins } = stats;
+    const step = (hi - lo) / bins;
+    x = Array.from({ length: bins }, (_, j) => lo + (j + 0.5) * step);
+    z = layers.map((l, i) => commonRow(stats.rows[i], bins, l.histogram.sampled));
     hover = layers.map((l) => x.map((v) => `${l.id}<br>value ≈ ${num(v)}`));
   } else {
     const bins = layers[0].histogram.counts.length;
@@ -84,7 +54,7 @@ export function depthHeatmapFigure(analysis, { range = 'common', layer, height =
       return l.histogram.counts.map((_, j) => `${l.id}<br>[${num(e[j])}, ${num(e[j + 1])})`);
     });
   }
-  const tails = tailExtents(layers);
+  const tails = stats.tails;
   const tailHover = (side) => layers.map((l, i) => {
     const h = l.histogram;
     const e = h.edges;
@@ -123,13 +93,11 @@ export function depthHeatmapFigure(analysis, { range = 'common', layer, height =
     yaxis: axis('', { autorange: 'reversed', tickvals: ticks, ticktext: ticks.map((i) => layers[i].id), tickfont: { size: 9 } }),
     shapes: heatmapSelection(layers, layer),
   });
-  return { data, layout, caption: heatmapCaption(analysis, range, lo, hi) };
+  return { data, layout, caption: heatmapCaption(stats, range) };
 }
 
-function heatmapCaption(analysis, range, lo, hi) {
-  const spans = analysis.layers.map((l) => ({ id: l.id, span: l.histogram.edges[l.histogram.edges.length - 1] - l.histogram.edges[0] }));
-  const widest = spans.reduce((a, b) => (b.span > a.span ? b : a));
-  const narrowest = spans.reduce((a, b) => (b.span < a.span ? b : a));
+function heatmapCaption(stats, range) {
+  const { lo, hi, widest, narrowest } = stats;
   let text = 'Each row is one tap’s histogram, top to bottom in forward order; colour is log10 of the fraction of its sampled values per bin. ';
   if (range === 'common') {
     text += `Normalised to a common range [${num(lo)}, ${num(hi)}] for all taps, so rows compare directly: `;

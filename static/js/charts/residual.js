@@ -1,6 +1,6 @@
 // Residual plots: ||F(x)|| / ||x|| across depth, F(x) against x for one block, and F's histogram.
 import { axis, baseLayout, RUN_COLORS, stageColor } from './theme.js';
-import { histMoments, median, num, pct } from './format.js';
+import { num, pct } from './format.js';
 import { histogramTrace } from './histogram.js';
 
 export function ratioFigure(analysis, { block } = {}) {
@@ -22,48 +22,23 @@ export function ratioFigure(analysis, { block } = {}) {
     yaxis: axis('‖F(x)‖ / ‖x‖', { rangemode: 'tozero' }),
     shapes: [{ type: 'line', xref: 'paper', x0: 0, x1: 1, y0: 1, y1: 1, line: { color: '#888', dash: 'dot', width: 1 } }],
   });
-  return { data, layout, caption: ratioCaption(blocks) };
+  return { data, layout, caption: ratioCaption(analysis.chart_stats.ratios) };
 }
 
-function ratioCaption(blocks) {
-  const r = blocks.map((b) => b.ratio).filter((v) => v !== null);
-  const above = r.filter((v) => v > 1).length;
-  const lo = blocks.reduce((a, b) => (b.ratio !== null && b.ratio < a.ratio ? b : a));
-  const hi = blocks.reduce((a, b) => (b.ratio !== null && b.ratio > a.ratio ? b : a));
+function ratioCaption(ratios) {
   let text = 'How large each block’s residual F(x) = H(x) − x is next to its input x (L2 norms over the whole tensor). ';
-  text += `Median ${num(median(r), 3)}; smallest ${lo.id} (${num(lo.ratio, 3)}), largest ${hi.id} (${num(hi.ratio, 3)}); ${above} of ${r.length} blocks above 1. `;
+  if (ratios.count) {
+    const { smallest: lo, largest: hi } = ratios;
+    text += `Median ${num(ratios.median, 3)}; smallest ${lo.id} (${num(lo.ratio, 3)}), largest ${hi.id} (${num(hi.ratio, 3)}); ${ratios.above_one} of ${ratios.count} blocks above 1. `;
+  }
   text += 'Below 1 the identity “prediction” x dominates the block’s sum H(x) = F(x) + x and F is a correction to it; near 0 the block is close to the identity.';
   return text;
 }
 
-function pearson(x, y) {
-  const n = Math.min(x.length, y.length);
-  let sx = 0;
-  let sy = 0;
-  for (let i = 0; i < n; i++) {
-    sx += x[i];
-    sy += y[i];
-  }
-  const mx = sx / n;
-  const my = sy / n;
-  let cxy = 0;
-  let cxx = 0;
-  let cyy = 0;
-  for (let i = 0; i < n; i++) {
-    const dx = x[i] - mx;
-    const dy = y[i] - my;
-    cxy += dx * dy;
-    cxx += dx * dx;
-    cyy += dy * dy;
-  }
-  return { r: cxx > 0 && cyy > 0 ? cxy / Math.sqrt(cxx * cyy) : null, slope: cxx > 0 ? cxy / cxx : null, mx, my };
-}
-
 export function scatterFigure(block) {
   const { x, f } = block.sample;
-  const fit = pearson(x, f);
-  const xmin = Math.min(...x);
-  const xmax = Math.max(...x);
+  const fit = block.fit; // Pearson r, least-squares slope, means and range of x: computed by the server
+  const { xmin, xmax } = fit;
   const data = [
     {
       type: 'scatter', mode: 'markers', x, y: f, name: 'elements',
@@ -116,14 +91,9 @@ export function residualHistogramFigure(block) {
 }
 
 function residualHistCaption(block, hist) {
-  const m = histMoments(hist);
-  const c = hist.edges;
-  let neg = 0;
-  hist.counts.forEach((k, i) => {
-    if (c[i + 1] <= 0) neg += k;
-  });
+  const m = block.residual_moments;
   let text = `Distribution of ${block.id}'s residual F(x) (${hist.sampled} sampled values, ${hist.underflow} below and ${hist.overflow} above the range). `;
-  text += `Mean ${num(m.mean, 3)}, std ${num(m.std, 3)}, ${pct((neg + hist.underflow) / hist.sampled)} negative. `;
+  text += `Mean ${num(m.mean, 3)}, std ${num(m.std, 3)}, ${pct(m.negative)} negative. `;
   text += 'The chapter’s point: when the identity is nearly right, the layers only have to push F towards 0, which is easier than learning H(x) = x.';
   return text;
 }

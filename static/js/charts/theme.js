@@ -54,3 +54,36 @@ export const PLOT_CONFIG = {
   modeBarButtonsToRemove: ['select2d', 'lasso2d', 'autoScale2d'],
   toImageButtonOptions: { format: 'png', scale: 2 },
 };
+
+// ------------------------------------------------------------ the chapter pages and the lab
+
+// Architecture and residual analysis: the paper's networks, its printed numbers, data points and fits.
+export const PAGE_COLORS = {
+  vgg: '#8c6d31',
+  plain: '#7f7f7f',
+  resnet: '#1f77b4',
+  paper: '#d62728',
+  accent: '#2ca02c',
+  stages: ['#9ecae1', '#6baed6', '#4292c6', '#2171b5', '#08519c', '#fd8d3c'],
+  point: '#1f77b4',
+  curve: '#d62728',
+  flag: '#d62728',
+  zero: '#555',
+};
+
+// The chapter pages' figures sit on their cards: transparent background, the system font.
+export function pageLayout(extra = {}) {
+  return {
+    margin: { l: 60, r: 20, t: 30, b: 50 },
+    font: { family: 'system-ui, sans-serif', size: 12 },
+    paper_bgcolor: 'rgba(0,0,0,0)',
+    plot_bgcolor: 'rgba(0,0,0,0)',
+    ...extra,
+  };
+}
+
+// The lab's training runs: ResNets blue, plain networks red, darker the deeper.
+export const LAB_COLORS = { residual: [38, 99, 185], plain: [204, 51, 51] };
+export const DEPTH_SHADE = { 20: 0.45, 32: 0.55, 44: 0.65, 56: 0.75, 110: 1.0 };
+// Legends above the plot, clear of the axis titles below it.
+export const LEGEND_ABOVE = { orientation: 'h', x: 0, y: 1.02, xanchor: 'left', yanchor: 'bottom' };

@@ -2,6 +2,7 @@
 // sliders for eps, gamma and beta whose effect is recomputed here, without a request.
 import { draw } from '../plot.js';
 import { bnFigure, bnSteps } from '../charts/batchnorm.js';
+import { bnChoice } from '../charts/select.js';
 import { num } from '../charts/format.js';
 
 const $ = (id) => document.getElementById(id);
@@ -68,16 +69,13 @@ function checkText(st) {
 
 export async function render(app) {
   const a = app.analysis;
-  const bnIds = new Set(a.batchnorm.map((b) => b.id));
-  const layer = app.nearestLayer((l) => bnIds.has(l.id));
-  const bn = a.batchnorm.find((b) => b.id === layer.id);
+  const { bn, channel: c } = bnChoice(a, app.state);
   const select = $('bn-layer');
   if (select.dataset.akey !== app.akey) {
     select.replaceChildren(...a.batchnorm.map((b) => new Option(`${b.id} (${b.channels} channels)`, b.id)));
     select.dataset.akey = app.akey;
   }
   select.value = bn.id;
-  const c = app.state.channel !== null && app.state.channel < bn.channels ? app.state.channel : 0;
   $('bn-channel').max = String(bn.channels - 1);
   $('bn-channel').value = String(c);
   const key = `${app.akey}|${bn.id}|${c}`;

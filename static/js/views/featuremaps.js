@@ -2,6 +2,7 @@
 import * as api from '../api.js';
 import { draw, placeholder } from '../plot.js';
 import { channelFigure } from '../charts/featuremap.js';
+import { featureMapChoice } from '../charts/select.js';
 import { num } from '../charts/format.js';
 
 const $ = (id) => document.getElementById(id);
@@ -90,7 +91,7 @@ export async function render(app) {
     placeholder(chart, 'This analysis has no feature maps');
     return;
   }
-  const tapLayer = app.nearestLayer((l) => Boolean(a.feature_maps[l.id]));
+  const { tap: tapLayer, channel } = featureMapChoice(a, app.state);
   const tapId = tapLayer.id;
   const select = $('fm-tap');
   if (select.dataset.akey !== app.akey) {
@@ -100,8 +101,6 @@ export async function render(app) {
   select.value = tapId;
   const fm = a.feature_maps[tapId];
   const channels = tapLayer.shape[1];
-  let channel = app.state.channel;
-  if (channel === null || channel >= channels) channel = fm.channels[0];
   const input = $('fm-channel');
   input.max = String(channels - 1);
   input.value = String(channel);
