@@ -76,20 +76,38 @@ def fit(x: Sequence[float], y: Sequence[float]) -> dict:
     }
 
 
-def rebin(edges: np.ndarray, counts: np.ndarray, lo: float, hi: float, bins: int) -> np.ndarray:
-    """Histograms (rows of ``edges`` and ``counts``) spread onto ``bins`` equal bins over [lo, hi].
-
-    Each source bin's count is spread uniformly over its width; a bin of zero or not-finite width
-    contributes nothing (it has no extent to spread over).
-    """
-    edges, counts = np.atleast_2d(edges), np.atleast_2d(counts)
+def _rebin_exact(edges: np.ndarray, counts: np.ndarray, grid: np.ndarray) -> np.ndarray:
+    """Overlap of every source bin with every grid bin, for rows whose edges are not all finite."""
     a, b = edges[:, :-1, None], edges[:, 1:, None]
-    grid = lo + (hi - lo) / bins * np.arange(bins + 1)
     with np.errstate(invalid="ignore", divide="ignore"):
         overlap = np.minimum(b, grid[1:]) - np.maximum(a, grid[:-1])
         share = np.where(overlap > 0, overlap / (b - a), 0.0)
     ok = np.isfinite(share).all(axis=2) & (counts > 0) & np.isfinite(counts)
     return np.einsum("ls,lsj->lj", np.where(ok, counts, 0.0), np.where(ok[:, :, None], share, 0.0))
+
+
+def rebin(edges: np.ndarray, counts: np.ndarray, lo: float, hi: float, bins: int) -> np.ndarray:
+    """Histograms (rows of ``edges`` and ``counts``) spread onto ``bins`` equal bins over [lo, hi].
+
+    Each source bin's count is spread uniformly over its width; a bin of zero or not-finite width
+    contributes nothing (it has no extent to spread over). The spread is the difference of the
+    piecewise-linear cumulative count at the grid's edges (one interpolation per row).
+    """
+    edges, counts = np.atleast_2d(np.asarray(edges, np.float64)), np.atleast_2d(np.asarray(counts, np.float64))
+    grid = lo + (hi - lo) / bins * np.arange(bins + 1)
+    with np.errstate(invalid="ignore"):
+        width = edges[:, 1:] - edges[:, :-1]
+        ok = np.isfinite(width) & (width > 0) & (counts > 0) & np.isfinite(counts)
+    kept = np.where(ok, counts, 0.0)
+    out = np.zeros((edges.shape[0], bins))
+    finite = np.isfinite(edges).all(axis=1)
+    for i in np.flatnonzero(finite & ok.any(axis=1)):
+        cum = np.concatenate([[0.0], np.cumsum(kept[i])])
+        out[i] = np.diff(np.interp(grid, edges[i], cum))
+    odd = np.flatnonzero(~finite)
+    if odd.size:
+        out[odd] = _rebin_exact(edges[odd], counts[odd], grid)
+    return out
 
 
 def heatmap(layers: list[dict], bins: int = COMMON_BINS) -> dict:
@@ -104,11 +122,11 @@ def heatmap(layers: list[dict], bins: int = COMMON_BINS) -> dict:
     finite = ends[np.isfinite(ends)]
     lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
     grid = rebin(edges, counts, lo, hi, bins) if hi > lo else np.zeros((len(layers), bins))
-    rows = []
-    for counts_row in grid:
-        nz = np.flatnonzero(counts_row)
-        start, end = (int(nz[0]), int(nz[-1]) + 1) if nz.size else (0, 0)
-        rows.append({"start": start, "counts": compact(counts_row[start:end])})
+    rounded = compact(grid)  # one pass for every row
+    nonzero = grid != 0
+    first = np.where(nonzero.any(axis=1), nonzero.argmax(axis=1), 0)
+    last = np.where(nonzero.any(axis=1), bins - nonzero[:, ::-1].argmax(axis=1), 0)
+    rows = [{"start": int(a), "counts": r[a:b]} for r, a, b in zip(rounded, first.tolist(), last.tolist(), strict=True)]
     with np.errstate(invalid="ignore"):
         span = ends[:, 1] - ends[:, 0]
         width = np.where(span != 0, span, 1.0)
