@@ -21,7 +21,7 @@ import torch
 from torch import Tensor, nn
 
 from app import arch
-from app.nets.resnet import ResNet, build
+from app.nets.resnet import ResNet, ZeroPadShortcut, _Block, build
 from app.nets.weights import load_variant
 from app.paths import EXPORT_FORMAT, GRAPH_FILES, SERVING_GRAPHS, STATS_GRAPH_MAX_TAPS, manifest_path, model_dir
 from app.runtime.stats import HIST_SAMPLE, PAIR_SAMPLE
@@ -89,7 +89,7 @@ class StatsGraph(nn.Module):
         self.bn_mode = bn_mode
         recorded = _record_all(model)
         self.sizes = {n: int(t[0].numel()) for n, t in recorded.items()}
-        self.kinds = {n: _tap_kind(n) for n in recorded}
+        self.kinds = {n: _tap_kind(model, n) for n in recorded}
         self.pairs = {b["residual"]: b for b in _block_taps(model)}
         self.output_names = ["logits", *(name for name, _ in self._outputs(recorded))]
 
@@ -154,17 +154,30 @@ def tap_order(model: ResNet) -> list[str]:
     return list(_record_all(model))
 
 
-def _tap_kind(name: str) -> str:
-    last = name.rsplit(".", 1)[-1]
-    if name in ("relu", "maxpool"):
-        return "stem"
-    if last.startswith("conv") or name.endswith("downsample.0"):
+def _tap_kind(model: ResNet, name: str) -> str:
+    """What a tap is, read from the module that records it: conv, bn, shortcut (option A), block or stem."""
+    module = model.get_submodule(name)
+    if isinstance(module, nn.Conv2d):
         return "conv"
-    if last.startswith("bn") or name.endswith("downsample.1"):
+    if isinstance(module, nn.BatchNorm2d):
         return "bn"
-    if last == "downsample":
+    if isinstance(module, ZeroPadShortcut):
         return "shortcut"
-    return "block"
+    if isinstance(module, _Block):
+        return "block"
+    return "stem"  # the stem's ReLU (CIFAR) or max pool (ImageNet)
+
+
+def _bn_inputs(model: ResNet, recorded: dict[str, Tensor]) -> dict[str, str]:
+    """Each BN layer's input tap: the conv output the forward pass records just before the BN output."""
+    order = list(recorded)
+    inputs = {}
+    for i, name in enumerate(order):
+        if i and isinstance(model.get_submodule(name), nn.BatchNorm2d):
+            if _tap_kind(model, order[i - 1]) != "conv":
+                raise ValueError(f"{name} does not follow a convolution in the forward pass")
+            inputs[name] = order[i - 1]
+    return inputs
 
 
 def _export(module: nn.Module, args: tuple, path: Path, inputs: list[str], outputs: list[str]) -> None:
@@ -248,20 +261,16 @@ def build_manifest(model: ResNet, variant: str, source: str, sha256: str | None)
     spec = model.spec
     recorded = _record_all(model)
     layers = {layer.id: layer for layer in arch.layers(spec)}
-    taps = [{"id": n, "kind": _tap_kind(n), "shape": list(t.shape[1:])} for n, t in recorded.items()]
+    taps = [{"id": n, "kind": _tap_kind(model, n), "shape": list(t.shape[1:])} for n, t in recorded.items()]
+    bn_inputs = _bn_inputs(model, recorded)
     blocks = _block_taps(model)
     batchnorm = []
     for path, m in model.named_modules():
         if isinstance(m, nn.BatchNorm2d):
-            conv = (
-                path[: -len("downsample.1")] + "downsample.0"
-                if path.endswith("downsample.1")
-                else (path.rsplit(".", 1)[0] + ".conv" + path.rsplit(".", 1)[-1][2:] if "." in path else "conv1")
-            )
             batchnorm.append(
                 {
                     "id": path,
-                    "input": conv,
+                    "input": bn_inputs[path],
                     "channels": m.num_features,
                     "eps": m.eps,
                     "gamma": _floats(m.weight),
