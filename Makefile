@@ -15,7 +15,7 @@ $(VENV)/.base: pyproject.toml
 	touch $@
 
 $(VENV)/.dev: $(VENV)/.base
-	$(PY) -m pip install -q -e '.[export,dev]'
+	$(PY) -m pip install -q -e '.[export,dev,cluster]'
 	touch $@
 
 # Debian's chromium for the browser tests (Playwright cannot download browsers here).

@@ -197,7 +197,7 @@ def _cli_request(args: argparse.Namespace):  # noqa: ANN202
 
 def cmd_analyze(args: argparse.Namespace) -> int:
     """Print the analysis JSON (the same as POST /api/models/NAME/analyze)."""
-    from app.runtime.registry import UnknownModelError
+    from app.runtime.registry import ExportError, UnknownModelError
     from app.runtime.service import RequestError
 
     service, blobs, variant = _cli_request(args)
@@ -205,7 +205,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
         payload = service.analyze(
             args.model, blobs, weights=variant, gates=args.gates, bn=args.bn, k=args.k, feature_maps=args.feature_maps
         )
-    except (RequestError, UnknownModelError) as exc:
+    except (RequestError, UnknownModelError, ExportError) as exc:
         raise CLIError(str(exc)) from None
     if args.json:
         sys.stdout.write(payload.body.decode() + "\n")
@@ -231,7 +231,7 @@ def _num(value: float | None, width: int = 0) -> str:
 
 def cmd_gradients(args: argparse.Namespace) -> int:
     """Print gradient norms (the same JSON as POST /api/models/NAME/gradients)."""
-    from app.runtime.registry import UnknownModelError
+    from app.runtime.registry import ExportError, UnknownModelError
     from app.runtime.service import RequestError
 
     service, blobs, variant = _cli_request(args)
@@ -242,7 +242,7 @@ def cmd_gradients(args: argparse.Namespace) -> int:
             payload = service.gradients(
                 args.model, blobs, weights=variant, gates=args.gates, bn=args.bn, target=args.target
             )
-    except (RequestError, UnknownModelError) as exc:
+    except (RequestError, UnknownModelError, ExportError) as exc:
         raise CLIError(str(exc)) from None
     if args.json:
         sys.stdout.write(payload.body.decode() + "\n")

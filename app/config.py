@@ -9,13 +9,12 @@ from pathlib import Path
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from app.paths import DEFAULT_MODELS_DIR
+from app.paths import DEFAULT_MODELS_DIR, user_data_home
 from app.specs import DEFAULT_MODELS
 
 
 def _default_data_dir() -> Path:
-    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
-    return Path(base) / "resviz"
+    return user_data_home()
 
 
 class Settings(BaseSettings):

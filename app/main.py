@@ -19,6 +19,7 @@ from fastapi.staticfiles import StaticFiles  # noqa: E402
 
 from app.api import analyze, apidocs, chapter, embed, exports, gradients, images, lab, models, pages  # noqa: E402
 from app.config import Settings, get_settings, graph_threads  # noqa: E402
+from app.paths import STATIC_DIR  # noqa: E402
 from app.runtime.admission import ClientGone, Gate, Overloaded  # noqa: E402
 from app.runtime.exports import Command, ExportFailedError, ExportPending, ExportQueue, NotExportedError  # noqa: E402
 from app.runtime.registry import ExportError, ModelRegistry, UnknownModelError  # noqa: E402
@@ -34,7 +35,6 @@ from app.security import (  # noqa: E402
 from app.specs import SPECS  # noqa: E402
 
 log = logging.getLogger("resviz")
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def plotly_js_path() -> Path:
@@ -308,7 +308,7 @@ def create_app(settings: Settings | None = None, export_command: Command | None 
             plotly_js_path(), media_type="application/javascript", headers={"Cache-Control": "public, max-age=86400"}
         )
 
-    app.mount("/static", StaticFiles(directory=ROOT / "static"), name="static")
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     routers = (models, analyze, gradients, images, pages, embed, chapter, lab, exports, apidocs)
     for router in (m.router for m in routers):
         app.include_router(router)

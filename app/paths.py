@@ -3,12 +3,34 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-DEFAULT_MODELS_DIR = REPO / "models"
-SHIPPED_WEIGHTS_DIR = DEFAULT_MODELS_DIR / "weights"
+PACKAGE = Path(__file__).resolve().parent  # app/
+REPO = PACKAGE.parent  # the repository in a checkout or an editable install; site-packages in a wheel install
+# A checkout (or an editable install of one) has pyproject.toml beside app/; a wheel install does not.
+SOURCE_CHECKOUT = (REPO / "pyproject.toml").is_file()
+
+
+def shipped_path(rel: str) -> Path:
+    """A folder shipped with resviz: inside the package in a wheel (app/static), beside it in a checkout (static/)."""
+    inside = PACKAGE / rel
+    return inside if inside.exists() else REPO / rel
+
+
+def user_data_home() -> Path:
+    """``$XDG_DATA_HOME/resviz`` (``~/.local/share/resviz``): where a wheel install keeps what it writes."""
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "resviz"
+
+
+STATIC_DIR = shipped_path("static")  # pages' scripts, styles and the sample images
+TEMPLATES_DIR = shipped_path("templates")  # Jinja2 pages
+SAMPLES_DIR = STATIC_DIR / "samples"
+SHIPPED_WEIGHTS_DIR = shipped_path("models/weights")  # committed state dicts, training logs, the depth sweep
+# Exported graphs (a build cache): models/ of the checkout, or the user's data folder for a wheel install.
+DEFAULT_MODELS_DIR = REPO / "models" if SOURCE_CHECKOUT else user_data_home() / "models"
 # Bumped whenever the exported graphs or manifest change shape: older exports are redone.
 EXPORT_FORMAT = 9
 VARIANT_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,39}$")
@@ -65,6 +87,9 @@ def available_variants(models_dir: Path, name: str) -> list[str]:
     out = [v for v in ("trained", "plain") if shipped_weights(name, v)]
     imported = sorted((models_dir / "imported").glob(f"{name}@*.pt"))
     out += [p.stem.split("@", 1)[1] for p in imported]
+    # Graphs exported elsewhere and copied in without their state dict (a torch-free server) count too.
+    exported = sorted(p.parent.name for p in (models_dir / name).glob("*/manifest.json"))
+    out += [v for v in exported if v not in out and v != "init" and VARIANT_RE.match(v)]
     out.append("init")
     # ImageNet weights beat He-init as a default; a CIFAR model's trained weights come first.
     if "imagenet" in out:

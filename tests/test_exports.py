@@ -201,3 +201,47 @@ def test_real_export_through_the_queue(tmp_path: Path) -> None:
         r = client.get("/api/models/resnet20?weights=init")
         assert r.status_code == 200 and r.json()["name"] == "resnet20"
         assert client.app.state.exports.runs == 1
+
+
+def test_without_torch_nothing_is_exported_and_the_answer_names_the_command(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A server installed without torch serves what is on disk and says how to make the rest (no 500, no export)."""
+    monkeypatch.setattr("app.runtime.exports.torch_available", lambda: False)
+    settings = Settings(models_dir=tmp_path / "models", data_dir=tmp_path / "data", default_models=("resnet20",))
+    with TestClient(create_app(settings)) as client:  # export_on_start is on: nothing may be queued
+        queue = client.app.state.exports
+        assert not queue.can_export and client.get("/api/exports").json()["can_export"] is False
+        r = client.get("/api/models/resnet20", params={"weights": "init"})
+        assert r.status_code == 404
+        detail = r.json()["detail"]
+        assert "resviz export resnet20 --weights init" in detail and "torch is not installed" in detail
+        r = client.post("/api/models/resnet56/gradients", params={"image": "shapes-32"})
+        assert r.status_code in (400, 404) and r.status_code != 500
+        assert client.get("/api/exports").json()["pending"] == [] and queue.runs == 0
+
+
+def test_graphs_copied_in_without_their_state_dict_are_a_weights_choice(tmp_path: Path) -> None:
+    from app.paths import available_variants
+
+    (tmp_path / "resnet50" / "imagenet").mkdir(parents=True)
+    (tmp_path / "resnet50" / "imagenet" / "manifest.json").write_text("{}")
+    (tmp_path / "resnet50" / "init").mkdir(parents=True)
+    (tmp_path / "resnet50" / "init" / "manifest.json").write_text("{}")
+    assert available_variants(tmp_path, "resnet50") == ["imagenet", "init"]
+
+
+def test_exports_of_one_models_folder_take_turns_across_processes(tmp_path: Path) -> None:
+    """The folder lock (flock) keeps a second server process from exporting while another one does."""
+    models = tmp_path / "models"
+    other = ExportQueue(models, command=Fake(tmp_path / "a").command)
+    fake = Fake(tmp_path)
+    queue = ExportQueue(models, command=fake.command)
+    with other._folder_lock():  # another process's export is running
+        queue.start()
+        queue.enqueue("resnet20", "init", ("running",))
+        time.sleep(1.0)
+        assert fake.runs() == [], "no export starts while another holds the folder"
+    fake.release()
+    assert _wait(lambda: len(fake.runs()) == 1) and queue.wait_idle(30)
+    queue.stop()

@@ -11,7 +11,7 @@ from fastapi.responses import HTMLResponse, Response
 
 from app.api.deps import GateDep, RegistryDep, payload_response
 from app.api.pages import TEMPLATES
-from app.paths import SHIPPED_WEIGHTS_DIR
+from app.paths import SAMPLES_DIR, SHIPPED_WEIGHTS_DIR
 from app.runtime.admission import Job
 from app.runtime.analysis import measure
 from app.runtime.chartstats import finite_mean, moving_average
@@ -20,7 +20,7 @@ from app.runtime.registry import ModelRegistry, parse_bn
 from app.runtime.service import Payload, RequestError
 
 router = APIRouter(tags=["lab"])
-SAMPLES = Path(__file__).resolve().parent.parent.parent / "static" / "samples"
+SAMPLES = SAMPLES_DIR
 WINDOW = 25  # steps averaged for "final training loss", as in the training logs
 
 

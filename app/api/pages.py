@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
 
-TEMPLATES = Jinja2Templates(directory=Path(__file__).resolve().parent.parent.parent / "templates")
+from app.paths import TEMPLATES_DIR
+
+TEMPLATES = Jinja2Templates(directory=TEMPLATES_DIR)
 router = APIRouter(tags=["pages"], include_in_schema=False)
 
 

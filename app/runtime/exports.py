@@ -5,10 +5,17 @@ however many requests ask) and the request gets :class:`ExportPending`, which th
 503 and ``Retry-After``. The worker runs ``python -m app.cli export NAME --progress`` (torch lives only
 in that subprocess), reads its JSON progress lines and kills it past a time limit. Order: priority
 first (0 the start page's model, 1 the other default models, 2 what users asked for), then arrival.
+
+A server installed without torch (``pip install resviz``: graphs exported on another machine) exports
+nothing: a request for a missing graph gets :class:`NotExportedError` naming the ``resviz export``
+command that makes it. Several server processes on one models folder (uvicorn workers, Ray replicas on
+one node) take turns through a lock file, so one graph is never written by two exports at once.
 """
 
 from __future__ import annotations
 
+import contextlib
+import importlib.util
 import json
 import logging
 import subprocess
@@ -16,9 +23,14 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+
+try:
+    import fcntl
+except ImportError:  # not on a POSIX system: exports are not serialised across processes
+    fcntl = None  # type: ignore[assignment]
 
 from app.paths import SERVING_GRAPHS, STATS_GRAPH_MAX_TAPS, exported_kinds
 from app.specs import SPECS
@@ -45,6 +57,27 @@ FAILED_RETRY_S = 60.0  # a failed export is not queued again (by requests) for t
 RECENT = 20  # finished exports kept for the listing
 
 Command = Callable[[str, str, list[str]], list[str]]
+LOCK_FILE = ".export.lock"  # in the models folder: one export at a time across processes
+
+
+def torch_available() -> bool:
+    """Whether this environment can export graphs (torch, from the ``export`` extra, is importable)."""
+    return importlib.util.find_spec("torch") is not None
+
+
+def export_hint(name: str, variant: str) -> str:
+    """The command that exports a model's serving graphs, for messages."""
+    return f"resviz export {name} --weights {variant}"
+
+
+def cannot_export_message(models_dir: Path, name: str, variant: str) -> str:
+    """Why a torch-free server answers a request for graphs it does not have, and what makes them."""
+    return (
+        f"{name} with weights {variant!r} is not exported in this server's models folder ({models_dir}), and this "
+        f"server cannot export it: torch is not installed here (it serves graphs exported elsewhere). Run "
+        f"`{export_hint(name, variant)}` where resviz is installed with its export extra "
+        f"(pip install 'resviz[export]') and copy {name}/{variant}/ into this folder (RESVIZ_MODELS_DIR)."
+    )
 
 
 class ExportPending(Exception):
@@ -136,10 +169,13 @@ class ExportQueue:
         timeout_s: float = 1800.0,
         on_demand: bool = True,
         command: Command | None = None,
+        can_export: bool | None = None,
     ) -> None:
         self.models_dir = Path(models_dir)
         self.timeout_s = timeout_s
         self.on_demand = on_demand
+        # The export subprocess needs torch; a given command (tests' stand-in) is trusted to run.
+        self.can_export = can_export if can_export is not None else (command is not None or torch_available())
         self.command = command or default_command(self.models_dir)
         self._cond = threading.Condition()
         self._queued: dict[str, Job] = {}
@@ -190,6 +226,8 @@ class ExportQueue:
         first: tuple[str, ...] = (),
     ) -> Job | None:
         """Queue the missing ones of ``kinds`` (``first`` in front); the job that will export them, or None."""
+        if not self.can_export:
+            return None
         missing = self.missing(name, variant, kinds)
         key = f"{name}@{variant}"
         with self._cond:
@@ -212,6 +250,20 @@ class ExportQueue:
 
     def enqueue_defaults(self, start_model: str, default_models: tuple[str, ...], variant_of: Callable) -> None:
         """Queue the start page's analysis graphs first, then every serving graph of the default models."""
+        if not self.can_export:
+            missing = [
+                f"{n}@{variant_of(n)}"
+                for n in default_models
+                if n in SPECS and self.missing(n, variant_of(n), SERVING_GRAPHS)
+            ]
+            if missing:
+                log.warning(
+                    "torch is not installed, so this server exports nothing; not exported in %s: %s "
+                    "(run `resviz export --defaults` where the export extra is installed and copy the folders here)",
+                    self.models_dir,
+                    ", ".join(missing),
+                )
+            return
         if start_model in SPECS:
             self.enqueue(start_model, variant_of(start_model), ANALYSIS_GRAPHS, START_PAGE, ANALYSIS_GRAPHS)
         for name in default_models:
@@ -231,13 +283,14 @@ class ExportQueue:
             if failed is not None:
                 raise ExportFailedError(
                     f"exporting {key} failed {time.time() - failed.finished_at:.0f} s ago: {failed.error}; "
-                    f"it is tried again after {FAILED_RETRY_S:.0f} s, or run `resviz export {name} --weights {variant}`"
+                    f"it is tried again after {FAILED_RETRY_S:.0f} s, or run `{export_hint(name, variant)}`"
                 )
+            if not self.can_export:
+                raise NotExportedError(cannot_export_message(self.models_dir, name, variant))
             if not self.on_demand:
                 raise NotExportedError(
                     f"{name} with weights {variant!r} is not exported on this server and exports on request are "
-                    f"off (RESVIZ_EXPORT_ON_DEMAND=false); an operator can run `resviz export {name} "
-                    f"--weights {variant}`"
+                    f"off (RESVIZ_EXPORT_ON_DEMAND=false); an operator can run `{export_hint(name, variant)}`"
                 )
             pending = self.enqueue(name, variant, SERVING_GRAPHS + tuple(need), USER, tuple(ordered(need)))
             if pending is None:  # exported between the check and now
@@ -325,6 +378,7 @@ class ExportQueue:
             "recent": [self.view(j) for j in recent],
             "busy": bool(pending),
             "on_demand": self.on_demand,
+            "can_export": self.can_export,
         }
 
     def idle(self) -> bool:
@@ -393,7 +447,40 @@ class ExportQueue:
                 self._recent = [*self._recent, job][-RECENT:]
                 self._cond.notify_all()
 
+    @contextlib.contextmanager
+    def _folder_lock(self) -> Iterator[None]:
+        """Hold the models folder's export lock: another process's export of the same folder finishes first."""
+        try:
+            self.models_dir.mkdir(parents=True, exist_ok=True)
+            handle = open(self.models_dir / LOCK_FILE, "a+")  # closed by the with below
+        except OSError:  # a read-only folder: the export itself will say what is wrong
+            handle = None
+        if handle is None or fcntl is None:
+            yield
+            return
+        with handle:
+            while True:
+                try:
+                    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if self._stop:
+                        raise RuntimeError("the server is stopping") from None
+                    time.sleep(0.25)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
     def _run(self, job: Job) -> None:
+        """Export ``job``'s graphs that are still missing once this process holds the folder's lock."""
+        with self._folder_lock():
+            missing = self.missing(job.name, job.variant, job.kinds)  # another process may have made them
+            job.kinds = [k for k in job.kinds if k in missing]
+            if job.kinds:
+                self._run_subprocess(job)
+
+    def _run_subprocess(self, job: Job) -> None:
         """Run one export subprocess for ``job``, reading its progress; raise on failure or timeout."""
         cmd = self.command(job.name, job.variant, job.kinds)
         log.info("exporting %s in a subprocess: %s", job.key, " ".join(cmd))

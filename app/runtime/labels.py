@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import json
 from functools import lru_cache
-from pathlib import Path
+
+from app.paths import PACKAGE
 
 CIFAR10 = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
-_DATA = Path(__file__).resolve().parent.parent / "data"
+_DATA = PACKAGE / "data"
 
 
 @lru_cache

@@ -24,6 +24,7 @@ from app.paths import (
     manifest_current,
     manifest_path,
 )
+from app.runtime.exports import cannot_export_message, torch_available
 from app.specs import BN_MODES, SPECS
 
 if TYPE_CHECKING:
@@ -164,6 +165,8 @@ class ModelRegistry:
         if self.exporter is not None:
             self.exporter.require(name, variant, tuple(kinds or SERVING_GRAPHS))
             return
+        if not torch_available():
+            raise ExportError(cannot_export_message(self.models_dir, name, variant))
         with self._lock:
             lock = self._export_locks.setdefault(key, threading.Lock())
         with lock:

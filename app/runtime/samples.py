@@ -15,9 +15,7 @@ from typing import Protocol
 import numpy as np
 from PIL import Image
 
-from app.paths import REPO
-
-SAMPLES_DIR = REPO / "static" / "samples"
+from app.paths import SAMPLES_DIR
 
 
 class _Store(Protocol):
