@@ -44,13 +44,40 @@ class ExportError(RuntimeError):
     """Exporting a model's graphs failed."""
 
 
+CUDA = "CUDAExecutionProvider"
+CPU = "CPUExecutionProvider"
+# The CUDA provider's options. The heuristic picks a convolution algorithm at once instead of timing every
+# one on each new input shape (every model and batch size is one); TF32 off keeps the numbers within 1e-3
+# of the CPU's (the views compare small statistics; bench/gpu_check.py checks it).
+CUDA_OPTIONS = {"cudnn_conv_algo_search": "HEURISTIC", "use_tf32": "0"}
+
+
 def choose_providers(setting: str) -> list[str]:
     """Execution providers: CUDA first where onnxruntime has it, then CPU."""
     have = ort.get_available_providers()
     if setting != "auto":
         wanted = [p.strip() for p in setting.split(",") if p.strip()]
-        return [p for p in wanted if p in have] or ["CPUExecutionProvider"]
-    return [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in have]
+        return [p for p in wanted if p in have] or [CPU]
+    chosen = [p for p in (CUDA, CPU) if p in have]
+    if CUDA not in chosen and _both_runtimes_installed():
+        log.warning(
+            "onnxruntime and onnxruntime-gpu are both installed and the CPU one won: no CUDA provider. "
+            "Keep one: pip uninstall -y onnxruntime onnxruntime-gpu && pip install onnxruntime-gpu"
+        )
+    return chosen
+
+
+def _both_runtimes_installed() -> bool:
+    from importlib import metadata
+
+    def installed(dist: str) -> bool:
+        try:
+            metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            return False
+        return True
+
+    return installed("onnxruntime") and installed("onnxruntime-gpu")
 
 
 @dataclass
@@ -222,17 +249,36 @@ class ModelRegistry:
             model.manifest = json.loads((model.directory / "manifest.json").read_text())
         with self._lock:
             if kind not in model.sessions:
-                opts = ort.SessionOptions()
-                opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-                threads = self.threads(model)
-                if threads:
-                    opts.intra_op_num_threads = threads
-                opts.inter_op_num_threads = 1
-                opts.log_severity_level = 3
-                # ORT's workers must not spin after a run: numpy's statistics threads need the cores then.
-                opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-                model.sessions[kind] = ort.InferenceSession(str(path), opts, providers=self.providers)
+                model.sessions[kind] = self.open_session(path, self.threads(model))
             return model.sessions[kind]
+
+    def session_options(self, threads: int | None = None) -> ort.SessionOptions:
+        """The options of every session this registry opens (``threads``: intra-op threads, else the configured)."""
+        opts = ort.SessionOptions()
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        threads = self.intra_op_threads if threads is None else threads
+        if threads:
+            opts.intra_op_num_threads = threads
+        opts.inter_op_num_threads = 1
+        opts.log_severity_level = 3
+        # ORT's workers must not spin after a run: numpy's statistics threads need the cores then.
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        return opts
+
+    def provider_config(self) -> list:
+        """``providers`` for ``InferenceSession``: the chosen ones in order, CUDA with its options."""
+        return [(p, dict(CUDA_OPTIONS)) if p == CUDA else p for p in self.providers]
+
+    def open_session(self, path: Path, threads: int | None = None) -> ort.InferenceSession:
+        """One ONNX Runtime session on the chosen providers (CUDA first where there is one, then CPU)."""
+        opts = self.session_options(threads)
+        try:
+            return ort.InferenceSession(str(path), opts, providers=self.provider_config())
+        except Exception as exc:  # noqa: BLE001 - a provider option this onnxruntime does not know: plain providers
+            if CUDA not in self.providers:
+                raise
+            log.warning("CUDA session options refused (%s); opening %s with the provider's defaults", exc, path.name)
+            return ort.InferenceSession(str(path), self.session_options(threads), providers=self.providers)
 
 
 def parse_gates(text: str | None, num_blocks: int) -> np.ndarray:
