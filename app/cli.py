@@ -290,13 +290,49 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     """Start the web app at once; its worker exports missing default models in the background."""
-    from app.config import Settings
+    from app.config import Settings, cpu_count
     from app.main import create_app
     from app.serving import run
 
+    if args.engine == "ray":
+        return _serve_ray(args)
+    if args.workers < 1:
+        raise CLIError("--workers must be at least 1")
+    if args.workers > 1:  # each worker process builds its app from the environment: hand the settings over there
+        os.environ["RESVIZ_MODELS_DIR"] = str(args.models_dir)
+        os.environ.setdefault("RESVIZ_CPUS", str(max(1, cpu_count() // args.workers)))  # the cores split, not shared
+        print(f"resviz: http://{args.host}:{args.port} ({args.workers} uvicorn workers)", flush=True)
+        run(None, args.host, args.port, workers=args.workers)
+        return 0
     settings = Settings(models_dir=Path(args.models_dir))
     print(f"resviz: http://{args.host}:{args.port}", flush=True)
     run(create_app(settings), args.host, args.port, header_timeout_s=settings.header_timeout_s)
+    return 0
+
+
+def _serve_ray(args: argparse.Namespace) -> int:
+    """``serve --engine ray``: a local Ray with ``--replicas`` replicas of the app (the cluster extra)."""
+    from app.config import cpu_count
+
+    try:
+        from app.cluster import ClusterOptions, serve_locally
+    except ImportError as exc:
+        raise CLIError(f"--engine ray needs the cluster extra: pip install 'resviz[cluster]' ({exc})") from None
+    cpus = args.replica_cpus or max(1, cpu_count() // max(1, args.replicas))
+    try:
+        options = ClusterOptions(
+            replicas=args.replicas,
+            max_replicas=args.max_replicas,
+            replica_cpus=cpus,
+            settings={"models_dir": str(args.models_dir)},
+        )
+
+        def ready(url: str) -> None:
+            print(f"resviz: {url} (Ray Serve, {args.replicas} replicas x {cpus} CPUs)", flush=True)
+
+        serve_locally(options, args.host, args.port, on_ready=ready)
+    except ValueError as exc:
+        raise CLIError(str(exc)) from None
     return 0
 
 
@@ -355,6 +391,11 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("serve", help="start the web app")
     s.add_argument("--host", default="127.0.0.1")
     s.add_argument("--port", type=int, default=8000)
+    s.add_argument("--engine", choices=["uvicorn", "ray"], default="uvicorn", help="uvicorn, or Ray Serve replicas")
+    s.add_argument("--workers", type=int, default=1, help="uvicorn worker processes (the cores split between them)")
+    s.add_argument("--replicas", type=int, default=2, help="Ray Serve replicas (--engine ray)")
+    s.add_argument("--max-replicas", type=int, default=0, help="autoscale up to this many replicas (--engine ray)")
+    s.add_argument("--replica-cpus", type=int, default=0, help="CPUs per replica (default: the cores split evenly)")
     s.set_defaults(func=cmd_serve)
 
     s = sub.add_parser("models", help="list the models")

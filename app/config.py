@@ -30,6 +30,7 @@ class Settings(BaseSettings):
     export_timeout_s: float = 1800.0  # one export subprocess is killed past this
     start_model: str = "resnet20"  # the start page's model: its analysis graphs are exported first
     providers: str = "auto"  # "auto": CUDA where onnxruntime sees a GPU, else CPU; or a comma list
+    cpus: int = 0  # cores this server may use (a container's CPU limit, a Ray replica's num_cpus); 0: the affinity mask
     graph_slots: int = 0  # graph runs at once (the admission gate); 0: one per core
     intra_op_threads: int = 0  # ORT threads per session; 0: cores // graph_slots, so the runs fill the cores
     # Models whose layers average at least this many multiply-accumulates (the ImageNet ResNets) get one
@@ -70,7 +71,7 @@ def cpu_count() -> int:
 
 def graph_threads(settings: Settings) -> tuple[int, int]:
     """(graph slots, ORT intra-op threads per run): slots x threads = the cores unless set explicitly."""
-    cores = cpu_count()
+    cores = settings.cpus or cpu_count()
     slots = settings.graph_slots or cores
     threads = settings.intra_op_threads or max(1, cores // slots)
     return slots, threads

@@ -313,3 +313,11 @@ def create_app(settings: Settings | None = None, export_command: Command | None 
     for router in (m.router for m in routers):
         app.include_router(router)
     return app
+
+
+def create_app_from_env() -> FastAPI:
+    """``create_app`` on the environment's RESVIZ_* settings (the factory each uvicorn worker process calls)."""
+    from app.serving import limit_malloc_arenas
+
+    limit_malloc_arenas()
+    return create_app(get_settings())

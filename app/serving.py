@@ -95,17 +95,45 @@ def limit_malloc_arenas(arenas: int = 2) -> bool:
         return False
 
 
-def run(app: Any, host: str, port: int, log_level: str = "info", header_timeout_s: float = HEADER_TIMEOUT_S) -> None:
-    """Serve ``app`` with uvicorn on one process, slow clients cut off."""
+def __getattr__(name: str) -> Any:
+    """``HeaderTimeoutHTTP``: the protocol with the settings' header timeout, by import string (uvicorn workers)."""
+    if name == "HeaderTimeoutHTTP":
+        from app.config import get_settings
+
+        return http_protocol(get_settings().header_timeout_s)
+    raise AttributeError(name)
+
+
+def run(
+    app: Any,
+    host: str,
+    port: int,
+    log_level: str = "info",
+    header_timeout_s: float = HEADER_TIMEOUT_S,
+    workers: int = 1,
+) -> None:
+    """Serve ``app`` with uvicorn, slow clients cut off: one process, or ``workers`` processes on one socket.
+
+    With several workers ``app`` is ignored: each worker builds its own from the environment's RESVIZ_*
+    settings (``app.main:create_app_from_env``), since an app object cannot be handed to another process.
+    """
     import uvicorn
 
     limit_malloc_arenas()
-    uvicorn.run(
-        app,
-        host=host,
-        port=port,
-        log_level=log_level,
-        http=http_protocol(header_timeout_s),
-        timeout_keep_alive=5,
-        backlog=2048,  # a lecture hall connects at once: let the kernel hold them while the gate decides
-    )
+    common = {
+        "host": host,
+        "port": port,
+        "log_level": log_level,
+        "timeout_keep_alive": 5,
+        "backlog": 2048,  # a lecture hall connects at once: let the kernel hold them while the gate decides
+    }
+    if workers > 1:
+        uvicorn.run(
+            "app.main:create_app_from_env",
+            factory=True,
+            workers=workers,
+            http="app.serving:HeaderTimeoutHTTP",
+            **common,
+        )
+        return
+    uvicorn.run(app, http=http_protocol(header_timeout_s), **common)
