@@ -300,7 +300,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         raise CLIError("--workers must be at least 1")
     if args.workers > 1:  # each worker process builds its app from the environment: hand the settings over there
         os.environ["RESVIZ_MODELS_DIR"] = str(args.models_dir)
-        os.environ.setdefault("RESVIZ_CPUS", str(max(1, cpu_count() // args.workers)))  # the cores split, not shared
+        cores = Settings().cpus or cpu_count()  # RESVIZ_CPUS or the affinity mask: split, not shared
+        os.environ["RESVIZ_CPUS"] = str(max(1, cores // args.workers))
         print(f"resviz: http://{args.host}:{args.port} ({args.workers} uvicorn workers)", flush=True)
         run(None, args.host, args.port, workers=args.workers)
         return 0

@@ -30,7 +30,7 @@ class Settings(BaseSettings):
     export_timeout_s: float = 1800.0  # one export subprocess is killed past this
     start_model: str = "resnet20"  # the start page's model: its analysis graphs are exported first
     providers: str = "auto"  # "auto": CUDA where onnxruntime sees a GPU, else CPU; or a comma list
-    cpus: int = 0  # cores this server may use (a container's CPU limit, a Ray replica's num_cpus); 0: the affinity mask
+    cpus: int = 0  # cores this server may use (a container's CPU limit); 0: the affinity mask; split over --workers
     graph_slots: int = 0  # graph runs at once (the admission gate); 0: one per core
     intra_op_threads: int = 0  # ORT threads per session; 0: cores // graph_slots, so the runs fill the cores
     # Models whose layers average at least this many multiply-accumulates (the ImageNet ResNets) get one
