@@ -59,3 +59,28 @@ def test_agreement_rule_catches_a_relative_error_past_1e_3() -> None:
     assert check.agree(x + 1e-3, x, relative_to_range=True)[0], "near zero, the tensor's range sets the scale"
     assert not check.agree(np.array([1.0, 2.0]), np.array([1.0, 2.1]), relative_to_range=True)[0]
     assert not check.agree(np.ones(3), np.ones(4), relative_to_range=True)[0]
+
+
+def test_a_cuda_provider_that_cannot_start_falls_back_to_the_cpu_and_says_so(
+    exported: Callable, models_dir: Path, monkeypatch
+) -> None:  # noqa: ANN001
+    from app.runtime import registry
+
+    exported("resnet20", "init", ("running",))
+    monkeypatch.setattr(
+        registry.ort, "get_available_providers", lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    )
+    reg = registry.ModelRegistry(models_dir, "auto")
+    assert reg.providers[0] == "CUDAExecutionProvider"
+    opened: list = []
+    real = registry.ort.InferenceSession
+
+    def session(path, opts, providers):  # noqa: ANN001, ANN202 - this onnxruntime has no CUDA: the CPU answers
+        opened.append(providers)
+        return real(path, opts, providers=["CPUExecutionProvider"])
+
+    monkeypatch.setattr(registry.ort, "InferenceSession", session)
+    model = reg.get("resnet20", "init")
+    reg.session(model, "running")
+    assert opened[0][0][0] == "CUDAExecutionProvider", "CUDA asked for first, with its options"
+    assert reg.providers == ["CPUExecutionProvider"], "what /readyz reports is what runs"

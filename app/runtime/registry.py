@@ -273,12 +273,18 @@ class ModelRegistry:
         """One ONNX Runtime session on the chosen providers (CUDA first where there is one, then CPU)."""
         opts = self.session_options(threads)
         try:
-            return ort.InferenceSession(str(path), opts, providers=self.provider_config())
+            sess = ort.InferenceSession(str(path), opts, providers=self.provider_config())
         except Exception as exc:  # noqa: BLE001 - a provider option this onnxruntime does not know: plain providers
             if CUDA not in self.providers:
                 raise
             log.warning("CUDA session options refused (%s); opening %s with the provider's defaults", exc, path.name)
-            return ort.InferenceSession(str(path), self.session_options(threads), providers=self.providers)
+            sess = ort.InferenceSession(str(path), self.session_options(threads), providers=self.providers)
+        if CUDA in self.providers and CUDA not in sess.get_providers():
+            # onnxruntime-gpu without a GPU, or without the CUDA / cuDNN libraries it was built for: it runs on
+            # the CPU. Say so once, report the truth in /readyz, and stop asking for CUDA.
+            log.warning("the CUDA provider could not start (no GPU, or CUDA / cuDNN libraries missing): using the CPU")
+            self.providers = [p for p in self.providers if p != CUDA] or [CPU]
+        return sess
 
 
 def parse_gates(text: str | None, num_blocks: int) -> np.ndarray:
