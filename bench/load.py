@@ -109,7 +109,7 @@ def photo(seed: int, size: tuple[int, int] = (640, 480)) -> bytes:
 class Server:
     """`resviz serve` in a subprocess on a free loopback port (or an existing URL)."""
 
-    def __init__(self, url: str | None, env: dict[str, str]) -> None:
+    def __init__(self, url: str | None, env: dict[str, str], serve_args: tuple[str, ...] = ()) -> None:
         self.proc: subprocess.Popen | None = None
         if url:
             self.url = url.rstrip("/")
@@ -118,7 +118,7 @@ class Server:
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]
         self.url = f"http://127.0.0.1:{port}"
-        cmd = [sys.executable, "-m", "app.cli", "serve", "--host", "127.0.0.1", "--port", str(port)]
+        cmd = [sys.executable, "-m", "app.cli", "serve", "--host", "127.0.0.1", "--port", str(port), *serve_args]
         self.log = tempfile.TemporaryFile()
         self.proc = subprocess.Popen(cmd, cwd=ROOT, env={**os.environ, **env}, stdout=self.log, stderr=self.log)
         deadline = time.time() + 120
