@@ -153,7 +153,10 @@ def _service(models_dir: Path):  # noqa: ANN202
 
     settings = get_settings()
     registry = ModelRegistry(  # as the server runs
-        models_dir, intra_op_threads=graph_threads(settings)[1], wide_layer_macs=settings.wide_layer_macs
+        models_dir,
+        intra_op_threads=graph_threads(settings)[1],
+        wide_layer_macs=settings.wide_layer_macs,
+        cores=settings.cpus,
     )
     return AnalysisService(registry, cache_bytes=0, max_batch=64, max_pixels=40_000_000)
 

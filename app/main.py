@@ -170,7 +170,12 @@ def create_app(settings: Settings | None = None, export_command: Command | None 
             command=export_command,
         )
         registry = ModelRegistry(
-            settings.models_dir, settings.providers, threads, exporter=queue, wide_layer_macs=settings.wide_layer_macs
+            settings.models_dir,
+            settings.providers,
+            threads,
+            exporter=queue,
+            wide_layer_macs=settings.wide_layer_macs,
+            cores=settings.cpus,
         )
         if settings.export_on_start:  # the server answers at once; the worker exports these beside it
             queue.enqueue_defaults(

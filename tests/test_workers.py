@@ -59,3 +59,14 @@ def test_two_workers_serve_with_the_settings_of_the_environment(two_workers: str
         t0 = time.monotonic()
         assert s.recv(1024) == b"", "a worker cuts off a client too slow with its headers"
         assert time.monotonic() - t0 < 8
+
+
+def test_a_cpu_slice_caps_the_threads_of_wide_models(tmp_path: Path) -> None:
+    """A replica's or worker's RESVIZ_CPUS, not the machine's cores, bounds ResNet-50's thread per core."""
+    from app.runtime.registry import LoadedModel, ModelRegistry
+
+    wide = LoadedModel("resnet50", "init", tmp_path, {"macs": 4.1e9, "depth": 50})
+    narrow = LoadedModel("resnet20", "init", tmp_path, {"macs": 4.1e7, "depth": 20})
+    for cores in (1, 3):
+        registry = ModelRegistry(tmp_path, "CPUExecutionProvider", 1, wide_layer_macs=1e7, cores=cores)
+        assert registry.threads(wide) == cores and registry.threads(narrow) == 1

@@ -113,6 +113,7 @@ class ModelRegistry:
         exporter: ExportQueue | None = None,
         export_timeout_s: float | None = None,
         wide_layer_macs: float = 0.0,
+        cores: int = 0,
     ) -> None:
         self.models_dir = Path(models_dir)
         # With an export queue (the server), a missing graph is queued and ExportPending raised;
@@ -122,6 +123,7 @@ class ModelRegistry:
         self.providers = choose_providers(providers)
         self.intra_op_threads = intra_op_threads
         self.wide_layer_macs = wide_layer_macs  # models of layers this big get a thread per core (0: none)
+        self.cores = cores  # the cores this server may use (RESVIZ_CPUS: a replica's slice); 0: the affinity mask
         self._models: dict[str, LoadedModel] = {}
         self._lock = threading.RLock()  # creating sessions concurrently is not safe
         self._export_locks: dict[str, threading.Lock] = {}
@@ -233,7 +235,7 @@ class ModelRegistry:
         """ORT intra-op threads for ``model``'s sessions: one per core for big layers, else the configured count."""
         man = model.manifest
         if self.wide_layer_macs and man["macs"] / max(1, man["depth"]) >= self.wide_layer_macs:
-            return cpu_count()
+            return self.cores or cpu_count()
         return self.intra_op_threads
 
     def session(self, model: LoadedModel, kind: str) -> ort.InferenceSession:
