@@ -19,12 +19,13 @@ import html
 import posixpath
 import re
 from functools import lru_cache
-from pathlib import Path
 from typing import Any
 
 import orjson
 
-JS_ROOT = Path(__file__).resolve().parent.parent / "static" / "js"
+from app.paths import STATIC_DIR
+
+JS_ROOT = STATIC_DIR / "js"  # beside app/ in a checkout, inside it in a wheel
 ENTRY = "standalone.js"
 
 # Attribute- or CSS-style references to another origin: src="http..", href='//..', url(https..), @import.
