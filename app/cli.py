@@ -10,13 +10,13 @@ import time
 from pathlib import Path
 
 from app import arch, chapter
+from app.manifest import exported_kinds
 from app.paths import (
     DEFAULT_MODELS_DIR,
     GRAPH_FILES,
     SERVING_GRAPHS,
     available_variants,
     default_variant,
-    exported_kinds,
 )
 from app.specs import DEFAULT_MODELS, SPECS
 

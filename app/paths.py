@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from pathlib import Path
@@ -101,25 +100,3 @@ def available_variants(models_dir: Path, name: str) -> list[str]:
 def default_variant(models_dir: Path, name: str) -> str:
     """The weights a model uses when a request names none."""
     return available_variants(models_dir, name)[0]
-
-
-def _read_manifest(models_dir: Path, name: str, variant: str) -> dict | None:
-    try:
-        manifest = json.loads(manifest_path(models_dir, name, variant).read_text())
-    except (OSError, ValueError):
-        return None
-    return manifest if manifest.get("format") == EXPORT_FORMAT else None
-
-
-def manifest_current(models_dir: Path, name: str, variant: str) -> bool:
-    """Whether a manifest in the current export format exists for the model."""
-    return _read_manifest(models_dir, name, variant) is not None
-
-
-def exported_kinds(models_dir: Path, name: str, variant: str) -> set[str]:
-    """Graph kinds exported for a model in the current export format (empty when stale or missing)."""
-    manifest = _read_manifest(models_dir, name, variant)
-    if manifest is None:
-        return set()
-    d = model_dir(models_dir, name, variant)
-    return {k for k, v in manifest.get("graphs", {}).items() if (d / v["file"]).exists()}

@@ -27,7 +27,8 @@ import numpy as np  # noqa: E402
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from app.paths import DEFAULT_MODELS_DIR, exported_kinds  # noqa: E402
+from app.manifest import exported_kinds  # noqa: E402
+from app.paths import DEFAULT_MODELS_DIR  # noqa: E402
 from app.runtime.analysis import analyze  # noqa: E402
 from app.runtime.gradients import finish_norms  # noqa: E402
 from app.runtime.registry import ModelRegistry  # noqa: E402

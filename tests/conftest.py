@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from app.paths import exported_kinds
+from app.manifest import exported_kinds
 
 
 @pytest.fixture(scope="session")

@@ -32,7 +32,8 @@ try:
 except ImportError:  # not on a POSIX system: exports are not serialised across processes
     fcntl = None  # type: ignore[assignment]
 
-from app.paths import SERVING_GRAPHS, STATS_GRAPH_MAX_TAPS, exported_kinds
+from app.manifest import exported_kinds
+from app.paths import SERVING_GRAPHS, STATS_GRAPH_MAX_TAPS
 from app.specs import SPECS
 
 log = logging.getLogger("resviz.exports")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import subprocess
 import sys
@@ -14,14 +13,13 @@ from typing import TYPE_CHECKING
 import numpy as np
 import onnxruntime as ort
 
+from app import manifest as manifests
 from app.config import cpu_count
+from app.manifest import Manifest
 from app.paths import (
     GRAPH_FILES,
     SERVING_GRAPHS,
     available_variants,
-    default_variant,
-    exported_kinds,
-    manifest_current,
     manifest_path,
 )
 from app.runtime.exports import cannot_export_message, torch_available
@@ -87,7 +85,7 @@ class LoadedModel:
     name: str
     variant: str
     directory: Path
-    manifest: dict
+    manifest: Manifest
     sessions: dict[str, ort.InferenceSession] = field(default_factory=dict)
     cache: dict[str, object] = field(default_factory=dict)  # per-model constants derived once
 
@@ -100,6 +98,14 @@ class LoadedModel:
     def num_blocks(self) -> int:
         """Length of the gate vector."""
         return int(self.manifest["blocks"].__len__())
+
+
+def _mtime(path: Path) -> int:
+    """A folder's modification time in ns (-1 when it does not exist)."""
+    try:
+        return path.stat().st_mtime_ns
+    except OSError:
+        return -1
 
 
 class ModelRegistry:
@@ -125,6 +131,7 @@ class ModelRegistry:
         self.wide_layer_macs = wide_layer_macs  # models of layers this big get a thread per core (0: none)
         self.cores = cores  # the cores this server may use (RESVIZ_CPUS: a replica's slice); 0: the affinity mask
         self._models: dict[str, LoadedModel] = {}
+        self._variants: dict[str, tuple[tuple[int, int], list[str]]] = {}
         self._lock = threading.RLock()  # creating sessions concurrently is not safe
         self._export_locks: dict[str, threading.Lock] = {}
 
@@ -162,15 +169,22 @@ class ModelRegistry:
             raise UnknownModelError(f"unknown model {name!r}; known models: {', '.join(SPECS)}")
 
     def variants(self, name: str) -> list[str]:
-        """Weights one can use with ``name``, default first."""
+        """Weights one can use with ``name``, default first (listed again only when its folders change)."""
         self.check_name(name)
-        return available_variants(self.models_dir, name)
+        # Importing weights adds a file to imported/, a new export a folder to <name>/: both change their
+        # folder's modification time, the key of the cached list. Two stat calls instead of two globs.
+        key = (_mtime(self.models_dir / "imported"), _mtime(self.models_dir / name))
+        hit = self._variants.get(name)
+        if hit is None or hit[0] != key:
+            hit = (key, available_variants(self.models_dir, name))
+            self._variants[name] = hit
+        return hit[1]
 
     def resolve_variant(self, name: str, weights: str | None) -> str:
         """The weights variant to use, checking that it exists."""
         self.check_name(name)
         if weights in (None, "", "default"):
-            return default_variant(self.models_dir, name)
+            return self.variants(name)[0]
         if weights not in self.variants(name):
             raise UnknownModelError(
                 f"unknown weights {weights!r} for {name}; available: {', '.join(self.variants(name))}"
@@ -180,7 +194,7 @@ class ModelRegistry:
     def is_exported(self, name: str, weights: str | None = None, kinds: tuple[str, ...] = ("running",)) -> bool:
         """Whether the manifest and the given graphs exist on disk."""
         variant = self.resolve_variant(name, weights)
-        return manifest_current(self.models_dir, name, variant) and set(kinds) <= exported_kinds(
+        return manifests.is_current(self.models_dir, name, variant) and set(kinds) <= manifests.exported_kinds(
             self.models_dir, name, variant
         )
 
@@ -227,7 +241,9 @@ class ModelRegistry:
             self.export(name, variant, ("running",))
         with self._lock:
             if key not in self._models:
-                manifest = json.loads(mpath.read_text())
+                manifest = manifests.load(mpath)
+                if manifest is None:  # replaced by an export in another format between the two looks
+                    raise ExportError(f"the manifest of {key} changed while it was read; ask again")
                 self._models[key] = LoadedModel(name, variant, mpath.parent, manifest)
             return self._models[key]
 
@@ -248,7 +264,7 @@ class ModelRegistry:
         path = model.directory / GRAPH_FILES[kind]
         if kind not in model.manifest.get("graphs", {}) or not path.exists():
             self.export(model.name, model.variant, (kind,))
-            model.manifest = json.loads((model.directory / "manifest.json").read_text())
+            model.manifest = manifests.load(model.directory / "manifest.json") or model.manifest
         with self._lock:
             if kind not in model.sessions:
                 model.sessions[kind] = self.open_session(path, self.threads(model))
