@@ -38,7 +38,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from app.config import cpu_count  # noqa: E402
-from app.paths import DEFAULT_MODELS_DIR, exported_kinds  # noqa: E402
+from app.manifest import exported_kinds  # noqa: E402
+from app.paths import DEFAULT_MODELS_DIR  # noqa: E402
 from app.runtime.gradients import finish_norms  # noqa: E402
 from app.runtime.preprocess import prepare  # noqa: E402
 from app.runtime.registry import CPU, CUDA, ModelRegistry  # noqa: E402
