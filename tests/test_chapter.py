@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import subprocess
 import sys
@@ -362,8 +361,9 @@ def test_paper_layout_macs_against_torch() -> None:
 
 
 def test_cli_json_and_summary(capsys: pytest.CaptureFixture[str]) -> None:
-    parser = argparse.ArgumentParser()
-    chapter.add_cli(parser.add_subparsers(dest="command"))
+    from app.cli import build_parser
+
+    parser = build_parser()
     args = parser.parse_args(["chapter", "--json"])
     assert args.func(args) == 0
     assert json.loads(capsys.readouterr().out) == chapter.chapter_figures()

@@ -10,7 +10,6 @@ Everything the architecture page and ``resviz chapter`` print comes from here:
 
 from __future__ import annotations
 
-import argparse
 import json
 from functools import lru_cache
 
@@ -121,21 +120,3 @@ def summary_lines(f: dict) -> list[str]:
         lines.append(f"  {net['name']:<10} {net['macs'] / 1e9:6.2f} GMACs {net['params']:>13,} params")
     lines += ["", *f["table_5_1"]["notes"]]
     return lines
-
-
-def cmd_chapter(args: argparse.Namespace) -> int:
-    """Print the chapter's figures (JSON with --json, else a short summary)."""
-    figs = chapter_figures(args.n)
-    if args.json:
-        print(json.dumps(figs, indent=2))
-    else:
-        print("\n".join(summary_lines(figs)))
-    return 0
-
-
-def add_cli(sub: argparse._SubParsersAction) -> None:
-    """Add the ``chapter`` subcommand to the ``resviz`` parser."""
-    s = sub.add_parser("chapter", help="print the chapter's figures, computed from the layer descriptions")
-    s.add_argument("--json", action="store_true", help="every figure as JSON")
-    s.add_argument("--n", type=int, default=7, help="input side for the n-4 output-size demo (default: %(default)s)")
-    s.set_defaults(func=cmd_chapter)
