@@ -15,6 +15,7 @@ from fastapi.testclient import TestClient
 from app.config import Settings
 from app.main import create_app
 from app.paths import SERVING_GRAPHS
+from app.runtime.export_jobs import folder_lock
 from app.runtime.exports import ANALYSIS_GRAPHS, DEFAULTS, START_PAGE, USER, ExportQueue
 
 FAKE = str(Path(__file__).with_name("fake_export.py"))
@@ -234,10 +235,9 @@ def test_graphs_copied_in_without_their_state_dict_are_a_weights_choice(tmp_path
 def test_exports_of_one_models_folder_take_turns_across_processes(tmp_path: Path) -> None:
     """The folder lock (flock) keeps a second server process from exporting while another one does."""
     models = tmp_path / "models"
-    other = ExportQueue(models, command=Fake(tmp_path / "a").command)
     fake = Fake(tmp_path)
     queue = ExportQueue(models, command=fake.command)
-    with other._folder_lock():  # another process's export is running
+    with folder_lock(models, lambda: False):  # another process's export is running
         queue.start()
         queue.enqueue("resnet20", "init", ("running",))
         time.sleep(1.0)

@@ -22,7 +22,7 @@ from app.paths import (
     available_variants,
     manifest_path,
 )
-from app.runtime.exports import cannot_export_message, torch_available
+from app.runtime.export_jobs import cannot_export_message, torch_available
 from app.specs import BN_MODES, SPECS
 
 if TYPE_CHECKING:
