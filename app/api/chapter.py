@@ -51,7 +51,7 @@ def _degree(value: Any) -> int:
         degree = int(value)
         if isinstance(value, float) and degree != value:
             raise ValueError
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: a JSON Infinity
         raise regression.ModelSpecError(
             f"degree must be a whole number from 1 to {regression.MAX_DEGREE}, got {value!r}"
         ) from None
@@ -108,7 +108,7 @@ async def _read_request(request: Request) -> tuple[regression.Table, dict, dict]
         raw = await request.body()
         try:
             fields = json.loads(raw or b"{}")
-        except (json.JSONDecodeError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):  # ValueError: also an integer of 4,300+ digits
             raise regression.ModelSpecError("the request body is not valid JSON") from None
         if not isinstance(fields, dict):
             raise regression.ModelSpecError('send a JSON object such as {"dataset": "curved", "degree": 1}')
