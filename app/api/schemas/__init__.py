@@ -1,8 +1,9 @@
 """The JSON contract of the API: response models, request bodies and query parameters for the OpenAPI schema.
 
-These models describe answers; they do not build them. The big answers (analyses, gradients, feature
-maps) are serialised once and cached (``Payload``), so a route documents them with ``documented(...)``,
-which puts the model in the schema while the answer goes out as it is, never validated nor re-serialised.
+These models describe answers; they do not build them. A route names its model with ``documented(...)``,
+which puts it in the schema while the answer goes out as before, never validated against the model: the
+big answers (analyses, gradients, feature maps) as their cached ``Payload`` bytes, a dict as FastAPI
+always serialised it.
 Every object allows keys beyond the ones listed (``additionalProperties``): an answer may grow.
 Numbers the server could not compute (NaN, infinity) are ``null``; such fields are typed ``float | None``.
 
