@@ -18,6 +18,8 @@ from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles  # noqa: E402
 
 from app.api import analyze, apidocs, chapter, embed, exports, gradients, images, lab, models, pages  # noqa: E402
+from app.api.schemas.common import documented  # noqa: E402
+from app.api.schemas.responses import Health, Readiness  # noqa: E402
 from app.config import Settings, get_settings, graph_threads  # noqa: E402
 from app.paths import STATIC_DIR  # noqa: E402
 from app.runtime.admission import ClientGone, Gate, Overloaded  # noqa: E402
@@ -288,12 +290,12 @@ def create_app(settings: Settings | None = None, export_command: Command | None 
     async def not_found(_: Request, exc: KeyError) -> JSONResponse:
         return JSONResponse({"detail": str(exc.args[0]) if exc.args else "not found"}, status_code=404)
 
-    @app.get("/healthz", tags=["health"])
+    @app.get("/healthz", tags=["health"], **documented(Health))
     async def healthz() -> dict:
         """Liveness: the process answers (on the event loop: never behind graph work)."""
         return {"status": "ok"}
 
-    @app.get("/readyz", tags=["health"])
+    @app.get("/readyz", tags=["health"], **documented(Readiness))
     async def readyz(request: Request) -> dict:
         """Readiness: models loaded, the admission gate's queue, the caches' bytes."""
         state = request.app.state

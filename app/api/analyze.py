@@ -2,11 +2,25 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 from starlette.datastructures import UploadFile
 
-from app.api.deps import ServiceDep, StoreDep, payload_response, run_job
+from app.api.deps import (
+    BNQuery,
+    GatesQuery,
+    ImageIdQuery,
+    ModelName,
+    ServiceDep,
+    StoreDep,
+    WeightsQuery,
+    payload_response,
+    run_job,
+)
+from app.api.schemas.analysis import Analysis, FeatureMap
+from app.api.schemas.common import ANALYZE_FIELDS, documented, image_operation
 from app.runtime.samples import stored_or_sample
 from app.runtime.service import Payload, RequestError
 
@@ -52,8 +66,12 @@ def _int(fields: dict[str, str], key: str, default: int) -> int:
         raise RequestError(f"{key} must be an integer, got {fields[key][:40]!r}") from None
 
 
-@router.post("/{name}/analyze")
-async def analyze_images(name: str, request: Request, service: ServiceDep, store: StoreDep) -> Response:
+@router.post(
+    "/{name}/analyze",
+    **documented(Analysis, errors=(400, 404, 413, 503)),
+    openapi_extra=image_operation(ANALYZE_FIELDS, "up to 8 per request (the server's `max_batch`)"),
+)
+async def analyze_images(name: ModelName, request: Request, service: ServiceDep, store: StoreDep) -> Response:
     """Per-layer statistics, BN, blocks, feature maps and prediction for one or more images."""
     service.registry.check_name(name)
     blobs, fields = await read_images(request, store, service.max_batch)
@@ -72,18 +90,18 @@ async def analyze_images(name: str, request: Request, service: ServiceDep, store
     return payload_response(request, payload)
 
 
-@router.get("/{name}/featuremap")
+@router.get("/{name}/featuremap", **documented(FeatureMap, errors=(400, 404, 503)))
 async def full_feature_map(
-    name: str,
+    name: ModelName,
     request: Request,
     service: ServiceDep,
     store: StoreDep,
-    image_id: str,
-    tap: str,
-    channel: int,
-    weights: str | None = None,
-    gates: str | None = None,
-    bn: str | None = None,
+    image_id: ImageIdQuery,
+    tap: Annotated[str, Query(description="Tap id from the manifest's `taps`.", examples=["layer1.0"])],
+    channel: Annotated[int, Query(description="Channel index of the tap, from 0.", examples=[0])],
+    weights: WeightsQuery = None,
+    gates: GatesQuery = None,
+    bn: BNQuery = None,
 ) -> Response:
     """One channel of one tap at full resolution, for a stored image."""
     service.registry.check_name(name)

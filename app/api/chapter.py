@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
 from app import regression
 from app.api.pages import TEMPLATES
+from app.api.schemas.common import REGRESSION_BODY, documented
+from app.api.schemas.responses import Chapter, Dataset, Regression
 from app.chapter import chapter_figures
 
 router = APIRouter(tags=["chapter"])
@@ -21,8 +23,10 @@ def _error(status: int, detail: str) -> JSONResponse:
     return JSONResponse({"detail": detail}, status_code=status)
 
 
-@router.get("/api/chapter")
-def get_chapter(n: str = "7") -> JSONResponse:
+@router.get("/api/chapter", **documented(Chapter, errors=(400,)))
+def get_chapter(
+    n: Annotated[str, Query(description="Side of the n-4 demo's input, a whole number from 5 to 64.")] = "7",
+) -> JSONResponse:
     """Every figure of the chapter, computed from layer descriptions; ``n`` sets the n-4 demo's input side."""
     try:
         side = int(n)
@@ -32,7 +36,7 @@ def get_chapter(n: str = "7") -> JSONResponse:
         return _error(400, msg)
 
 
-@router.get("/api/regression/datasets")
+@router.get("/api/regression/datasets", **documented(list[Dataset]))
 def get_datasets() -> list[dict]:
     """The generated demo data sets: name, description, and the diagnostic each is meant to trigger."""
     return regression.list_datasets()
@@ -47,7 +51,7 @@ def _degree(value: Any) -> int:
         degree = int(value)
         if isinstance(value, float) and degree != value:
             raise ValueError
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: a JSON Infinity
         raise regression.ModelSpecError(
             f"degree must be a whole number from 1 to {regression.MAX_DEGREE}, got {value!r}"
         ) from None
@@ -104,7 +108,7 @@ async def _read_request(request: Request) -> tuple[regression.Table, dict, dict]
         raw = await request.body()
         try:
             fields = json.loads(raw or b"{}")
-        except (json.JSONDecodeError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):  # ValueError: also an integer of 4,300+ digits
             raise regression.ModelSpecError("the request body is not valid JSON") from None
         if not isinstance(fields, dict):
             raise regression.ModelSpecError('send a JSON object such as {"dataset": "curved", "degree": 1}')
@@ -131,7 +135,7 @@ async def _read_request(request: Request) -> tuple[regression.Table, dict, dict]
     return table, options, source
 
 
-@router.post("/api/regression")
+@router.post("/api/regression", **documented(Regression, errors=(400, 413)), openapi_extra=REGRESSION_BODY)
 async def post_regression(request: Request) -> JSONResponse:
     """Fit a regression to an uploaded CSV or a generated data set; return the fit, diagnostics and plot data."""
     try:

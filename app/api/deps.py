@@ -5,15 +5,17 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Annotated, Any
 
-from fastapi import Depends, Request
+from fastapi import Depends, Path, Query, Request
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
+from app.api.schemas.common import BN, GATES, WEIGHTS, sample_id
 from app.config import Settings
 from app.runtime.admission import Gate, Job
 from app.runtime.registry import ModelRegistry
 from app.runtime.service import AnalysisService, Payload
 from app.runtime.store import ImageStore
+from app.specs import SPECS
 
 
 def get_settings_dep(request: Request) -> Settings:
@@ -52,6 +54,25 @@ RegistryDep = Annotated[ModelRegistry, Depends(get_registry)]
 ServiceDep = Annotated[AnalysisService, Depends(get_service)]
 StoreDep = Annotated[ImageStore, Depends(get_store)]
 GateDep = Annotated[Gate, Depends(get_gate)]
+
+# Parameters as the schema shows them; their types are the ones the routes always took (no new validation).
+ModelName = Annotated[
+    str,
+    Path(
+        description="A model of the family (`GET /api/models`).",
+        examples=["resnet20"],
+        json_schema_extra={"enum": list(SPECS)},
+    ),
+]
+WeightsQuery = Annotated[str | None, Query(description=WEIGHTS, examples=["init"])]
+GatesQuery = Annotated[str | None, Query(description=GATES, examples=["all-on"])]
+BNQuery = Annotated[str | None, Query(description=BN, examples=["running"])]
+ImageIdQuery = Annotated[
+    str, Query(description="A stored image's id (64 hex) or a built-in sample's.", examples=[sample_id()])
+]
+ImageIdPath = Annotated[
+    str, Path(description="The image's id: the sha256 of its bytes, 64 hex.", examples=[sample_id()])
+]
 
 
 def payload_response(request: Request, payload: Payload) -> Response:

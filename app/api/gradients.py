@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import numpy as np
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 
 from app.api.analyze import image_by_id, read_images
-from app.api.deps import GateDep, ServiceDep, StoreDep, payload_response, run_job
+from app.api.deps import GateDep, ModelName, ServiceDep, StoreDep, payload_response, run_job
+from app.api.schemas.analysis import CollapseTable, DepthSweep, Gradients, Lesion
+from app.api.schemas.common import GRADIENT_FIELDS, LESION_FIELDS, documented, image_operation
 from app.runtime import gradients as grad
 from app.runtime.admission import Job
 from app.runtime.preprocess import prepare
@@ -37,8 +41,12 @@ def _depths(raw: str | None) -> tuple[int, ...] | None:
         raise RequestError(f"depths must be a comma list of depths such as 20,56, got {raw[:40]!r}") from None
 
 
-@router.post("/api/models/{name}/gradients")
-async def model_gradients(name: str, request: Request, service: ServiceDep, store: StoreDep) -> Response:
+@router.post(
+    "/api/models/{name}/gradients",
+    **documented(Gradients, errors=(400, 404, 413, 503)),
+    openapi_extra=image_operation(GRADIENT_FIELDS, "up to 8 per request (the server's `max_batch`)"),
+)
+async def model_gradients(name: ModelName, request: Request, service: ServiceDep, store: StoreDep) -> Response:
     """Loss, ||dL/dx|| at every block, ||dL/dW|| of every layer (cross-entropy to the target class)."""
     service.registry.check_name(name)
     blobs, fields = await read_images(request, store, service.max_batch)
@@ -55,8 +63,12 @@ async def model_gradients(name: str, request: Request, service: ServiceDep, stor
     return payload_response(request, payload)
 
 
-@router.post("/api/models/{name}/lesion")
-async def model_lesion(name: str, request: Request, service: ServiceDep, store: StoreDep) -> Response:
+@router.post(
+    "/api/models/{name}/lesion",
+    **documented(Lesion, errors=(400, 404, 413, 503)),
+    openapi_extra=image_operation(LESION_FIELDS, "exactly one (a file or an `image_id`)"),
+)
+async def model_lesion(name: ModelName, request: Request, service: ServiceDep, store: StoreDep) -> Response:
     """Target probability with each residual branch removed in turn (Veit et al. 2016)."""
     service.registry.check_name(name)
     blobs, fields = await read_images(request, store, 1)
@@ -74,15 +86,15 @@ async def model_lesion(name: str, request: Request, service: ServiceDep, store: 
     return payload_response(request, payload)
 
 
-@router.get("/api/gradients/depth-sweep")
+@router.get("/api/gradients/depth-sweep", **documented(DepthSweep, errors=(400, 404, 503)))
 async def depth_sweep(
     request: Request,
     service: ServiceDep,
     store: StoreDep,
-    bn: str = "running",
-    weights: str = "trained",
-    image_id: str | None = None,
-    depths: str | None = None,
+    bn: Annotated[str, Query(description="Batch norm statistics: `running` or `batch`.")] = "running",
+    weights: Annotated[str, Query(description="`trained` (the shipped weights) or `init`.")] = "trained",
+    image_id: Annotated[str | None, Query(description="A stored image's id; default: the probe image.")] = None,
+    depths: Annotated[str | None, Query(description="Depths, e.g. `20,56` (of 20,32,44,56,110); default: all.")] = None,
 ) -> Response:
     """First-layer gradient norm of CIFAR ResNet-20/32/44/56/110, residual and plain.
 
@@ -102,9 +114,13 @@ def collapse_models(registry: ModelRegistry) -> list[str]:
     return [f"resnet{d}" for d in grad.SWEEP_DEPTHS if "trained" in registry.variants(f"resnet{d}")]
 
 
-@router.get("/api/gradients/collapse")
+@router.get("/api/gradients/collapse", **documented(CollapseTable, errors=(400, 404, 503)))
 async def collapse_table(
-    request: Request, service: ServiceDep, gate: GateDep, bn: str = "running", models: str | None = None
+    request: Request,
+    service: ServiceDep,
+    gate: GateDep,
+    bn: Annotated[str, Query(description="Batch norm statistics: `running` or `batch`.")] = "running",
+    models: Annotated[str | None, Query(description="CIFAR models, e.g. `resnet20,resnet56`; default: all.")] = None,
 ) -> Response:
     """The on/off collapse table (docs/collapse.md) computed now from the shipped trained weights.
 

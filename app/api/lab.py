@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Annotated
 
 import numpy as np
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, Response
 
 from app.api.deps import GateDep, RegistryDep, payload_response
 from app.api.pages import TEMPLATES
+from app.api.schemas.common import documented
+from app.api.schemas.responses import Fig7, LabTraining
 from app.paths import SAMPLES_DIR, SHIPPED_WEIGHTS_DIR
 from app.runtime.admission import Job
 from app.runtime.analysis import measure
@@ -117,15 +120,20 @@ def fig7(registry: ModelRegistry, bn: str, names: tuple[str, ...] = ("resnet20",
     return {"bn": bn, "images": len(blobs), "series": series}
 
 
-@router.get("/api/lab/training")
+@router.get("/api/lab/training", **documented(LabTraining))
 def lab_training() -> dict:
     """Training curves and summary numbers of the shipped plain and residual CIFAR models."""
     rows = training_logs()
     return {"runs": rows, "findings": degradation_verdict(rows)}
 
 
-@router.get("/api/lab/fig7")
-async def lab_fig7(request: Request, registry: RegistryDep, gate: GateDep, bn: str = "running") -> Response:
+@router.get("/api/lab/fig7", **documented(Fig7, errors=(400, 404, 503)))
+async def lab_fig7(
+    request: Request,
+    registry: RegistryDep,
+    gate: GateDep,
+    bn: Annotated[str, Query(description="Batch norm statistics: `running` or `batch`.")] = "running",
+) -> Response:
     """The paper's Fig. 7 for the shipped models: response std of each 3x3 layer."""
     try:
         mode = parse_bn(bn)

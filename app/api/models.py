@@ -5,7 +5,9 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from app import arch
-from app.api.deps import RegistryDep
+from app.api.deps import ModelName, RegistryDep, WeightsQuery
+from app.api.schemas.common import documented
+from app.api.schemas.responses import Manifest, ModelRow
 from app.specs import SPECS
 
 router = APIRouter(prefix="/api/models", tags=["models"])
@@ -22,13 +24,13 @@ def model_rows(registry: RegistryDep) -> list[dict]:
     return rows
 
 
-@router.get("")
+@router.get("", **documented(list[ModelRow]))
 def list_models(registry: RegistryDep) -> list[dict]:
     """Every model of the family: name, family, depth, blocks, params, MACs, weights."""
     return model_rows(registry)
 
 
-@router.get("/{name}")
-def get_manifest(name: str, registry: RegistryDep, weights: str | None = None) -> dict:
+@router.get("/{name}", **documented(Manifest, errors=(404, 503)))
+def get_manifest(name: ModelName, registry: RegistryDep, weights: WeightsQuery = None) -> dict:
     """The manifest of one model (exported on first use)."""
     return registry.get(name, weights).manifest
