@@ -32,7 +32,9 @@ SHIPPED_WEIGHTS_DIR = shipped_path("models/weights")  # committed state dicts, t
 # Exported graphs (a build cache): models/ of the checkout, or the user's data folder for a wheel install.
 DEFAULT_MODELS_DIR = REPO / "models" if SOURCE_CHECKOUT else user_data_home() / "models"
 # Bumped whenever the exported graphs or manifest change shape: older exports are redone.
-EXPORT_FORMAT = 9
+EXPORT_FORMAT = 10
+# A model directory's shared weights (``weights-<token>.bin``): every big tensor of its graphs, once.
+WEIGHTS_FILE_GLOB = "weights-*.bin"
 VARIANT_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,39}$")
 
 # Graph kinds exported per (model, weights): forward with taps in both BN modes, forward with
@@ -116,10 +118,40 @@ def manifest_current(models_dir: Path, name: str, variant: str) -> bool:
     return _read_manifest(models_dir, name, variant) is not None
 
 
-def exported_kinds(models_dir: Path, name: str, variant: str) -> set[str]:
-    """Graph kinds exported for a model in the current export format (empty when stale or missing)."""
+def weights_file_current(directory: Path, manifest: dict) -> bool:
+    """Whether the weights file a manifest lists (if any) is in ``directory`` with at least the bytes it lists."""
+    entry = manifest.get("weights_file")
+    if entry is None:
+        return True  # every tensor inline
+    try:
+        return (directory / entry["file"]).stat().st_size >= int(entry["bytes"])
+    except (OSError, KeyError, TypeError, ValueError):
+        return False
+
+
+def export_files(models_dir: Path, name: str, variant: str, kinds: tuple[str, ...] = SERVING_GRAPHS) -> list[Path]:
+    """Every file the export of ``kinds`` consists of (graphs, weights file, manifest); empty if one is missing."""
     manifest = _read_manifest(models_dir, name, variant)
-    if manifest is None:
-        return set()
     d = model_dir(models_dir, name, variant)
+    if (
+        manifest is None
+        or not weights_file_current(d, manifest)
+        or not set(kinds) <= exported_kinds(models_dir, name, variant)
+    ):
+        return []
+    files = [d / manifest["graphs"][k]["file"] for k in kinds]
+    if "weights_file" in manifest:
+        files.append(d / manifest["weights_file"]["file"])
+    return [*files, d / "manifest.json"]
+
+
+def exported_kinds(models_dir: Path, name: str, variant: str) -> set[str]:
+    """Graph kinds exported for a model in the current export format (empty when stale or missing).
+
+    A graph counts when its file is there and so is the weights file the manifest lists.
+    """
+    manifest = _read_manifest(models_dir, name, variant)
+    d = model_dir(models_dir, name, variant)
+    if manifest is None or not weights_file_current(d, manifest):
+        return set()
     return {k for k, v in manifest.get("graphs", {}).items() if (d / v["file"]).exists()}
