@@ -224,6 +224,11 @@ def _export(module: nn.Module, args: tuple, inputs: list[str], outputs: list[str
             opset_version=OPSET,
             dynamo=False,
             do_constant_folding=True,
+            # The modules are in eval mode, so BN exports as inference either way; PRESERVE (unlike EVAL)
+            # keeps the exporter from folding BN into the conv before it where no tap needs the conv's
+            # output (the lesion graph): ONNX Runtime folds it when it loads the graph, and the graph
+            # refers to the same conv weights as every other graph of the model instead of a folded copy.
+            training=torch.onnx.TrainingMode.PRESERVE,
         )
     return onnx.load_from_string(buf.getvalue())
 
