@@ -12,9 +12,9 @@ from __future__ import annotations
 import json
 import threading
 from pathlib import Path
-from typing import Literal, TypedDict
+from typing import Literal, NotRequired, TypedDict
 
-from app.paths import EXPORT_FORMAT, manifest_path, model_dir
+from app.paths import EXPORT_FORMAT, SERVING_GRAPHS, manifest_path, model_dir
 
 TapKind = Literal["conv", "bn", "stem", "block", "shortcut"]
 
@@ -92,6 +92,14 @@ class Layer(TypedDict):
     macs: int
 
 
+class WeightsFile(TypedDict):
+    """The file the graphs of one export share their tensors from (ONNX external data)."""
+
+    file: str
+    bytes: int
+    index: dict[str, list[int]]  # sha256 of a tensor's bytes -> [offset, length]
+
+
 class Manifest(TypedDict):
     """Everything the server knows about one model with one set of weights, without opening a graph."""
 
@@ -116,6 +124,7 @@ class Manifest(TypedDict):
     batchnorm: list[BatchNorm]
     layers: list[Layer]
     graphs: dict[str, Graph]
+    weights_file: NotRequired[WeightsFile]  # absent: every tensor inline
 
 
 _CACHE: dict[Path, tuple[tuple[int, int], Manifest | None]] = {}
@@ -153,10 +162,36 @@ def is_current(models_dir: Path, name: str, variant: str) -> bool:
     return read(models_dir, name, variant) is not None
 
 
+def weights_file_current(directory: Path, manifest: Manifest) -> bool:
+    """Whether the weights file a manifest lists (if any) is in ``directory`` with at least the bytes it lists."""
+    entry = manifest.get("weights_file")
+    if entry is None:
+        return True  # every tensor inline
+    try:
+        return (directory / entry["file"]).stat().st_size >= int(entry["bytes"])
+    except (OSError, KeyError, TypeError, ValueError):
+        return False
+
+
 def exported_kinds(models_dir: Path, name: str, variant: str) -> set[str]:
-    """Graph kinds exported for a model in the current export format (empty when stale or missing)."""
+    """Graph kinds exported for a model in the current export format (empty when stale or missing).
+
+    A graph counts when its file is there and so is the weights file the manifest lists.
+    """
     manifest = read(models_dir, name, variant)
-    if manifest is None:
-        return set()
     d = model_dir(models_dir, name, variant)
+    if manifest is None or not weights_file_current(d, manifest):
+        return set()
     return {k for k, v in manifest["graphs"].items() if (d / v["file"]).exists()}
+
+
+def export_files(models_dir: Path, name: str, variant: str, kinds: tuple[str, ...] = SERVING_GRAPHS) -> list[Path]:
+    """Every file the export of ``kinds`` consists of (graphs, weights file, manifest); empty if one is missing."""
+    manifest = read(models_dir, name, variant)
+    d = model_dir(models_dir, name, variant)
+    if manifest is None or not set(kinds) <= exported_kinds(models_dir, name, variant):
+        return []
+    files = [d / manifest["graphs"][k]["file"] for k in kinds]
+    if "weights_file" in manifest:
+        files.append(d / manifest["weights_file"]["file"])
+    return [*files, d / "manifest.json"]

@@ -4,26 +4,52 @@ For one model and one set of weights we write, under ``models/<name>/<weights>/`
 ``running.onnx`` and ``batch.onnx`` (logits + every tap, BN with running or batch statistics),
 ``grad-running.onnx`` and ``grad-batch.onnx`` (the hand-written backward), and
 ``manifest.json``. ``bare.onnx`` (logits only) is written on demand for benchmarks.
+
+The graphs of one model share its weights: every tensor of at least ``EXTERNAL_MIN_BYTES`` lives once
+in the directory's weights file (``weights-<token>.bin``, each distinct tensor's bytes once, keyed by
+their sha256, at offsets aligned to ``WEIGHTS_ALIGN`` so ONNX Runtime can map them), and each ``.onnx``
+holds ONNX external-data references to it (location, offset, length) plus its small tensors inline.
+Bytes are appended before the graph that needs them is renamed into place, and never rewritten, so a
+server reading meanwhile sees either the old graph or a new one whose bytes are all there.
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import io
 import json
 import os
+import secrets
+import tempfile
 import time
 import warnings
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
+try:
+    import fcntl
+except ImportError:  # not on a POSIX system
+    fcntl = None  # type: ignore[assignment]
+
 import numpy as np
+import onnx
 import torch
+from onnx import TensorProto, external_data_helper, numpy_helper
 from torch import Tensor, nn
 
 from app import arch
+from app.manifest import weights_file_current
 from app.nets.resnet import ResNet, ZeroPadShortcut, _Block, build
 from app.nets.weights import load_variant
-from app.paths import EXPORT_FORMAT, GRAPH_FILES, SERVING_GRAPHS, STATS_GRAPH_MAX_TAPS, manifest_path, model_dir
+from app.paths import (
+    EXPORT_FORMAT,
+    GRAPH_FILES,
+    SERVING_GRAPHS,
+    STATS_GRAPH_MAX_TAPS,
+    WEIGHTS_FILE_GLOB,
+    model_dir,
+)
 from app.runtime.stats import HIST_SAMPLE, PAIR_SAMPLE
 from app.specs import SPECS
 
@@ -180,7 +206,8 @@ def _bn_inputs(model: ResNet, recorded: dict[str, Tensor]) -> dict[str, str]:
     return inputs
 
 
-def _export(module: nn.Module, args: tuple, path: Path, inputs: list[str], outputs: list[str]) -> None:
+def _export(module: nn.Module, args: tuple, inputs: list[str], outputs: list[str]) -> onnx.ModelProto:
+    """The ONNX graph of ``module`` with its weights inline."""
     module.eval()  # torch.onnx.export restores the wrapper's mode afterwards, recursively: keep it eval
     dynamic = {n: {0: "batch"} for n in inputs if n not in ("gates", "target")}
     dynamic.update({n: {0: "batch"} for n in outputs if n != "loss" and not n.startswith("grad_")})
@@ -197,8 +224,24 @@ def _export(module: nn.Module, args: tuple, path: Path, inputs: list[str], outpu
             opset_version=OPSET,
             dynamo=False,
             do_constant_folding=True,
+            # The modules are in eval mode, so BN exports as inference either way; PRESERVE (unlike EVAL)
+            # keeps the exporter from folding BN into the conv before it where no tap needs the conv's
+            # output (the lesion graph): ONNX Runtime folds it when it loads the graph, and the graph
+            # refers to the same conv weights as every other graph of the model instead of a folded copy.
+            training=torch.onnx.TrainingMode.PRESERVE,
         )
-    _atomic_write(path, buf.getvalue())
+    return onnx.load_from_string(buf.getvalue())
+
+
+def _export_gradient(model: ResNet, bn_mode: str, out_dir: Path) -> onnx.ModelProto:
+    """The hand-written backward graph of ``model`` with its weights inline."""
+    from app.nets.backward import export_gradient_graph
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=".grad-", dir=out_dir) as tmp:
+        path = Path(tmp) / "graph.onnx"
+        export_gradient_graph(model, bn_mode, path)
+        return onnx.load(str(path))
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
@@ -206,6 +249,150 @@ def _atomic_write(path: Path, data: bytes) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     tmp.write_bytes(data)
     os.replace(tmp, path)
+
+
+# Tensors of at least this many bytes go to the model's weights file; smaller ones (BN vectors, shapes,
+# per-channel scales) stay inline, where a reference would cost more than the bytes.
+EXTERNAL_MIN_BYTES = 1024
+WEIGHTS_ALIGN = 4096  # offsets in the weights file: the page size, so ONNX Runtime can map tensors in place
+
+
+def _tensor_bytes(t: TensorProto) -> bytes:
+    """The tensor's little-endian bytes, from ``raw_data`` or its typed fields."""
+    return t.raw_data if t.HasField("raw_data") else numpy_helper.to_array(t).tobytes()
+
+
+def _constants_to_initializers(graph: onnx.GraphProto) -> None:
+    """Turn big ``Constant`` nodes into initializers of the same name, so they can be shared too."""
+    keep = []
+    for node in graph.node:
+        value = node.attribute[0] if node.op_type == "Constant" and len(node.attribute) == 1 else None
+        if value is not None and value.name == "value" and len(_tensor_bytes(value.t)) >= EXTERNAL_MIN_BYTES:
+            tensor = TensorProto()
+            tensor.CopyFrom(value.t)
+            tensor.name = node.output[0]
+            graph.initializer.append(tensor)
+        else:
+            keep.append(node)
+    if len(keep) != len(graph.node):
+        del graph.node[:]
+        graph.node.extend(keep)
+
+
+class WeightsFile:
+    """One model directory's weights file: each distinct tensor's bytes once, appended, never rewritten."""
+
+    def __init__(self, path: Path, index: dict[str, tuple[int, int]] | None = None) -> None:
+        self.path = path
+        self.index = dict(index or {})  # sha256 of the bytes -> (offset, length)
+
+    @classmethod
+    def fresh(cls, directory: Path) -> WeightsFile:
+        """A new, empty weights file in ``directory`` (under a name no graph refers to yet)."""
+        return cls(directory / WEIGHTS_FILE_GLOB.replace("*", secrets.token_hex(6)))
+
+    @classmethod
+    def reopen(cls, directory: Path, entry: dict) -> WeightsFile:
+        """The weights file a manifest lists (``entry``: its file, bytes and tensor index), to append to."""
+        index = {key: (int(off), int(length)) for key, (off, length) in entry["tensors"].items()}
+        if any(off + length > int(entry["bytes"]) for off, length in index.values()):
+            raise ValueError(f"the index of {entry['file']} points past its {entry['bytes']} bytes")
+        return cls(directory / entry["file"], index)
+
+    def entry(self) -> dict:
+        """What the manifest lists about this file: its name, bytes and tensor index (sha256: [offset, length])."""
+        return {"file": self.path.name, "bytes": self.size(), "tensors": {k: list(v) for k, v in self.index.items()}}
+
+    def size(self) -> int:
+        """Bytes in the file now (0 before its first tensor)."""
+        return self.path.stat().st_size if self.path.exists() else 0
+
+    def externalize(self, proto: onnx.ModelProto) -> int:
+        """Refer ``proto``'s big tensors to this file, appending those it lacks; return the bytes appended.
+
+        The new bytes are flushed to disk before this returns: write the graph after it.
+        """
+        _constants_to_initializers(proto.graph)
+        pending: list[bytes] = []
+        end = self.size()
+        for t in proto.graph.initializer:
+            if t.data_location == TensorProto.EXTERNAL:
+                continue
+            data = _tensor_bytes(t)
+            if len(data) < EXTERNAL_MIN_BYTES:
+                continue
+            key = hashlib.sha256(data).hexdigest()
+            if key not in self.index:
+                offset = -(-end // WEIGHTS_ALIGN) * WEIGHTS_ALIGN
+                pending.append(b"\0" * (offset - end) + data)
+                self.index[key] = (offset, len(data))
+                end = offset + len(data)
+            offset, length = self.index[key]
+            t.raw_data = data
+            for field in ("float_data", "int32_data", "int64_data", "double_data", "uint64_data", "string_data"):
+                t.ClearField(field)
+            external_data_helper.set_external_data(t, self.path.name, offset, length)
+            t.ClearField("raw_data")
+        if pending:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with open(self.path, "ab") as f:
+                if f.tell() != end - sum(map(len, pending)):
+                    raise RuntimeError(f"{self.path} changed while this export appended to it")
+                for chunk in pending:
+                    f.write(chunk)
+                f.flush()
+                os.fsync(f.fileno())
+        return sum(map(len, pending))
+
+
+def _write_graph(proto: onnx.ModelProto, path: Path, weights: WeightsFile) -> int:
+    """Move the big tensors of ``proto`` into ``weights`` (bytes first), then write the graph by rename.
+
+    Returns the bytes appended to the weights file.
+    """
+    appended = weights.externalize(proto)
+    _atomic_write(path, proto.SerializeToString())
+    return appended
+
+
+def _referenced_weights(directory: Path) -> set[str]:
+    """Names of the weights files any graph in ``directory`` refers to."""
+    names = set()
+    for graph in directory.glob("*.onnx"):
+        try:
+            proto = onnx.load(str(graph), load_external_data=False)
+        except Exception:  # noqa: BLE001 - an unreadable graph refers to nothing we can keep alive
+            continue
+        for t in proto.graph.initializer:
+            if t.data_location == TensorProto.EXTERNAL:
+                names.add(external_data_helper.ExternalDataInfo(t).location)
+    return names
+
+
+def _remove_unreferenced_weights(directory: Path, keep: Path) -> None:
+    """Delete the directory's other weights files once no graph in it refers to them (a finished fresh export)."""
+    others = [p for p in directory.glob(WEIGHTS_FILE_GLOB) if p != keep]
+    if not others:
+        return
+    used = _referenced_weights(directory)
+    for p in others:
+        if p.name not in used:
+            p.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def _directory_lock(directory: Path) -> Iterator[None]:
+    """Hold ``directory``'s export lock: one export at a time appends to its weights file, across processes."""
+    directory.mkdir(parents=True, exist_ok=True)
+    if fcntl is None:  # not POSIX: exports of one directory are not serialised
+        yield
+        return
+    with open(directory / ".export.lock", "a+") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _floats(t: Tensor) -> list[float]:
@@ -311,6 +498,8 @@ def export_model(
 
     The manifest is rewritten after every graph, so a server sees each graph as soon as it exists;
     ``progress(kind, done, total, seconds)`` is called after each graph (skipped ones included).
+    Graphs already exported from the same weights in this format are kept, and so is their weights
+    file (new graphs append only the tensors it lacks); otherwise the export starts a fresh one.
     """
     if name not in SPECS:
         raise KeyError(f"unknown model {name!r}; known: {', '.join(SPECS)}")
@@ -320,16 +509,42 @@ def export_model(
         model.load_state_dict(state, strict=True)
     model.eval()
     out_dir = model_dir(models_dir, name, variant)
-    mpath = manifest_path(models_dir, name, variant)
+    with _directory_lock(out_dir):
+        return _export_graphs(model, variant, source, sha, out_dir, list(kinds), log, progress)
+
+
+def _export_graphs(
+    model: ResNet,
+    variant: str,
+    source: str,
+    sha: str | None,
+    out_dir: Path,
+    kinds: list[str],
+    log: bool,
+    progress: Callable[[str, int, int, float], None] | None,
+) -> dict:
+    """``export_model``'s work, with the directory's lock held."""
+    name = model.spec.name
+    mpath = out_dir / "manifest.json"
     manifest = build_manifest(model, variant, source, sha)
+    weights = None
     if mpath.exists():
         old = json.loads(mpath.read_text())
-        if old.get("weights", {}).get("sha256") == sha and old.get("format") == EXPORT_FORMAT:
-            manifest["graphs"] = {k: v for k, v in old.get("graphs", {}).items() if (out_dir / v["file"]).exists()}
+        same = old.get("weights", {}).get("sha256") == sha and old.get("format") == EXPORT_FORMAT
+        graphs = {k: v for k, v in old.get("graphs", {}).items() if (out_dir / v["file"]).exists()}
+        if same and graphs and weights_file_current(out_dir, old):
+            try:
+                weights = WeightsFile.reopen(out_dir, old["weights_file"]) if "weights_file" in old else None
+            except (KeyError, TypeError, ValueError):  # an index we cannot trust: start afresh
+                graphs = {}
+            manifest["graphs"] = graphs
+            if weights is not None:
+                manifest["weights_file"] = weights.entry()
+    if weights is None:
+        weights = WeightsFile.fresh(out_dir)
     size = model.spec.input_size
     image = torch.zeros(1, 3, size, size)
     gates = torch.ones(model.spec.num_blocks)
-    kinds = list(kinds)
     for done, kind in enumerate(kinds, 1):
         if kind.startswith("stats-") and len(manifest["taps"]) > STATS_GRAPH_MAX_TAPS:
             if log:
@@ -342,24 +557,27 @@ def export_model(
         path = out_dir / GRAPH_FILES[kind]
         if kind == "lesion":
             branch = torch.ones(1, model.spec.num_blocks)
-            _export(LesionGraph(model), (image, gates, branch), path, ["image", "gates", "branch"], ["logits"])
+            proto = _export(LesionGraph(model), (image, gates, branch), ["image", "gates", "branch"], ["logits"])
         elif kind.startswith("stats-"):
             stats = StatsGraph(model, kind.split("-", 1)[1])
-            _export(stats, (image, gates), path, ["image", "gates"], stats.output_names)
+            proto = _export(stats, (image, gates), ["image", "gates"], stats.output_names)
         elif kind in ("running", "batch", "bare"):
             graph = TapGraph(model, "batch" if kind == "batch" else "running", taps=kind != "bare")
-            _export(graph, (image, gates), path, ["image", "gates"], ["logits", *graph.tap_names])
+            proto = _export(graph, (image, gates), ["image", "gates"], ["logits", *graph.tap_names])
         else:
-            from app.nets.backward import export_gradient_graph
-
-            export_gradient_graph(model, kind.split("-", 1)[1], path)
+            proto = _export_gradient(model, kind.split("-", 1)[1], out_dir)
             model.eval()  # the exporter restores its fresh wrapper's train mode onto our model
+        appended = _write_graph(proto, path, weights)
         dt = time.perf_counter() - t0
         manifest["graphs"][kind] = {"file": path.name, "bytes": path.stat().st_size, "export_seconds": round(dt, 2)}
+        if weights.size():
+            manifest["weights_file"] = weights.entry()
         _atomic_write(mpath, json.dumps(manifest).encode())  # after the graph: what it lists exists
         if log:
-            print(f"exported {name}@{variant} {kind}: {path.stat().st_size / 2**20:.1f} MiB in {dt:.1f} s", flush=True)
+            mib, new = path.stat().st_size / 2**20, appended / 2**20
+            print(f"exported {name}@{variant} {kind}: {mib:.1f} MiB + {new:.1f} MiB of new weights in {dt:.1f} s")
         if progress:
             progress(kind, done, len(kinds), dt)
     _atomic_write(mpath, json.dumps(manifest).encode())
+    _remove_unreferenced_weights(out_dir, weights.path)
     return manifest
