@@ -14,9 +14,9 @@ import pytest
 from fastapi.testclient import TestClient
 
 from app.api.embed import EXAMPLE_PRESET, decode_steps, encode_steps
-from app.charts import CHARTS
 from app.config import Settings
-from app.export_html import network_references
+from app.lecture.catalogue import CHARTS
+from app.lecture.standalone import network_references
 from app.main import create_app
 from app.runtime.store import ImageStore, StoreFullError
 

@@ -25,8 +25,8 @@ from starlette.concurrency import run_in_threadpool
 
 from app.api.deps import GateDep, RegistryDep, ServiceDep, StoreDep
 from app.api.pages import TEMPLATES
-from app.charts import CHARTS, Chart, Selection, feature_map_choice
-from app.export_html import standalone_html
+from app.lecture.catalogue import CHARTS, Chart, Selection, feature_map_choice
+from app.lecture.standalone import standalone_html
 from app.runtime.admission import Job
 from app.runtime.preprocess import sha256_bytes
 from app.runtime.registry import ModelRegistry, UnknownModelError, parse_bn, parse_gates

@@ -1,5 +1,5 @@
 // A standalone export (/api/export/{chart}.html): the answers the chart reads travel in the document
-// (#resviz-data) and app/export_html.py inlines this module with the builders it imports, so the file
+// (#resviz-data) and app/lecture/standalone.py inlines this module with the builders it imports, so the file
 // draws exactly what the app draws, with no request at all.
 import { PLOT_CONFIG } from './charts/theme.js';
 import { buildFigure } from './charts/build.js';

@@ -14,7 +14,7 @@ import urllib.request
 import numpy as np
 import pytest
 
-from app.charts import CHARTS as CATALOGUE
+from app.lecture.catalogue import CHARTS as CATALOGUE
 from tests.browser.test_embed_browser import wait_embed
 from tests.browser.test_explore import wait_rendered
 

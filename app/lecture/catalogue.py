@@ -1,8 +1,8 @@
 """The chart catalogue: every embeddable chart, the API answers it reads, and which of them a link selects.
 
 The figures themselves are built in one place, the browser's ``static/js/charts/*.js``: the Explore
-page, ``/embed/{chart}`` and the standalone export (``app/export_html.py``, which inlines those
-modules) all draw with them.
+page, ``/embed/{chart}`` and the standalone export (``app/lecture/standalone.py``, which inlines
+those modules) all draw with them.
 """
 
 from __future__ import annotations
