@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from app.api.embed import EXAMPLE_PRESET, decode_steps, encode_steps
 from app.config import Settings
 from app.lecture.catalogue import CHARTS
+from app.lecture.presets import EXAMPLE_PRESET, decode_steps, encode_steps
 from app.lecture.standalone import network_references
 from app.main import create_app
 from app.runtime.store import ImageStore, StoreFullError

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from app.api.embed import EXAMPLE_PRESET, encode_steps
+from app.lecture.presets import EXAMPLE_PRESET, encode_steps
 from app.security import RateLimiter, same_origin
 
 from .conftest import png_bytes

@@ -17,7 +17,7 @@ const params = (extra = {}) => ({ imageId: cfg.image_id, weights: cfg.weights ||
 // shortcut on) predicts, so switching shortcuts never moves the baseline (as on the main page).
 const target = async () => (await api.gradients(cfg.model, params({ gates: 'all-on' }))).target[0];
 
-// The answers a chart reads, as app/api/embed.py gathers them for an export.
+// The answers a chart reads, as app/lecture/export.py gathers them for an export.
 async function gather() {
   if (cfg.chart === 'depth-sweep') return { sweep: await api.depthSweep({ bn: cfg.bn, weights: cfg.sweep_weights || undefined }) };
   const analysis = await api.analyze(cfg.model, params());

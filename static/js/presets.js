@@ -12,7 +12,7 @@ const STEP_FIELDS = ['title', 'chart', 'mode', 'query', 'hide'];
 
 const qs = (q) => q.toString().replace(/%2C/g, ',');
 
-// Where a step points (the same rule as app/api/embed.py: step_url).
+// Where a step points (the same rule as app/lecture/presets.py: step_url).
 export function stepUrl(step) {
   const q = new URLSearchParams(step.query || '');
   if (step.mode === 'page') {

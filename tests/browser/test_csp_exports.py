@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from app.api.embed import EXAMPLE_PRESET, encode_steps
+from app.lecture.presets import EXAMPLE_PRESET, encode_steps
 from tests.browser.live_server import REPO, LiveServer
 
 PAGES = (

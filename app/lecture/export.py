@@ -1,0 +1,80 @@
+"""A chart link as one standalone HTML file: the answers the chart reads, drawn in the file by the app's builders.
+
+``gather`` asks the analysis service exactly what an embed (``static/js/embed.js``) asks the API;
+``export_document`` hands those answers to :func:`app.lecture.standalone.standalone_html`.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from app.lecture.catalogue import feature_map_choice
+from app.lecture.links import ChartLink
+from app.lecture.standalone import standalone_html
+from app.runtime.samples import probe_png, samples
+from app.runtime.service import AnalysisService, RequestError
+
+
+def _payload(payload: Any) -> dict:
+    """An answer as the API sends it (numbers that were not finite are null)."""
+    return payload.json()
+
+
+def pinned_target(link: ChartLink, blob: bytes, service: AnalysisService) -> int:
+    """The class the full residual network (every shortcut on) predicts: the target of every gradient run."""
+    full = service.gradients(link.model, [blob], weights=link.weights, gates="all-on", bn=link.bn, target=None)
+    return int(_payload(full)["target"][0])
+
+
+def gather(link: ChartLink, blob: bytes | None, service: AnalysisService) -> dict:
+    """The answers a chart reads, exactly as the API gives them to an embed (static/js/embed.js)."""
+    if link.chart.id == "depth-sweep":
+        return {
+            "sweep": _payload(service.depth_sweep(probe_png(), weights=link.sweep_weights or "trained", bn=link.bn))
+        }
+    assert blob is not None
+    common = {"weights": link.weights, "gates": link.gates}
+    analysis = _payload(service.analyze(link.model, [blob], bn=link.bn, **common))
+    data: dict[str, Any] = {"analysis": analysis}
+    if link.chart.id == "featuremaps":
+        choice = feature_map_choice(analysis, link.sel)
+        if choice is None:
+            raise RequestError("this analysis has no feature maps")
+        tap, channel = choice
+        job = service.featuremap_job(link.model, blob, tap=tap, channel=channel, bn=link.bn, **common)
+        data["featuremap"] = _payload(service.compute(job))
+    elif link.chart.id == "gradients":
+        target = pinned_target(link, blob, service)
+        wanted = {"residual": "all-on", "plain": "all-off"}
+        if link.gates not in ("all-on", "all-off"):
+            wanted["current"] = link.gates
+        data["runs"] = {
+            key: _payload(
+                service.gradients(link.model, [blob], weights=link.weights, gates=g, bn=link.bn, target=target)
+            )
+            for key, g in wanted.items()
+        }
+    elif link.chart.id == "lesion":
+        data["lesion"] = _payload(service.lesion(link.model, blob, target=pinned_target(link, blob, service), **common))
+    return data
+
+
+def export_document(link: ChartLink, blob: bytes | None, service: AnalysisService) -> str:
+    """The standalone HTML of one chart link: its answers, drawn in the file by the app's builders."""
+    data = gather(link, blob, service)
+    stamp = time.strftime("%Y-%m-%d %H:%M", time.localtime())
+    title = f"{link.chart.title} · {link.model}"
+    sel = {"layer": link.sel.layer, "block": link.sel.block, "channel": link.sel.channel, "range": link.sel.range}
+    return standalone_html(link.chart.id, data, sel, title, f"resviz export, {stamp}: {link.describe()}")
+
+
+def export_key(link: ChartLink) -> tuple:
+    """The admission gate's key of a link's export (one export at a time per link)."""
+    return ("export", link.chart.id, link.image_id, tuple(sorted(link.query().items())))
+
+
+def export_filename(link: ChartLink) -> str:
+    """The file name an export is offered under: resviz-<chart>-<model>-<image>.html."""
+    image = link.image if link.image in samples() else link.image[:10]
+    return "-".join(p for p in ("resviz", link.chart.id, link.model, image) if p) + ".html"
