@@ -43,7 +43,29 @@ def gradients(
     norms = finish_norms(out)
     logits = out["logits"]
     used = logits.argmax(axis=1) if target is None else t
-    blocks = [
+    layers = _layer_norms(man, norms)
+    names_ = class_names(man)
+    loss = float(out["loss"])
+    notes = nonfinite_note("the loss", ["loss"], [loss], "the softmax saturated or the logits overflowed")
+    notes += nonfinite_note("gradient norms", list(norms), list(norms.values()), GRAD_WHY)
+    return {
+        "model": {"name": model.name, "weights": model.variant, "depth": man["depth"]},
+        "loss": loss,
+        "target": [int(i) for i in used],
+        "target_label": [names_[int(i)] if names_ else str(int(i)) for i in used],
+        "target_source": "predicted top-1" if target is None else "chosen",
+        "gates": gates.tolist(),
+        "bn": bn,
+        "blocks": _block_norms(man, norms, gates),
+        "layers": layers,
+        "summary": _collapse_summary(man, layers),
+        "notes": notes,
+    }
+
+
+def _block_norms(man: dict, norms: dict[str, float], gates: np.ndarray) -> list[dict]:
+    """Every block's gate and the norms of dL/d(input) and dL/d(output)."""
+    return [
         {
             "id": b["id"],
             "stage": b["stage"],
@@ -53,6 +75,10 @@ def gradients(
         }
         for i, b in enumerate(man["blocks"])
     ]
+
+
+def _layer_norms(man: dict, norms: dict[str, float]) -> list[dict]:
+    """Weight and activation gradient norms of every conv and fc layer, then weight and bias norms of every BN."""
     layers = [
         {
             "id": layer["id"],
@@ -72,31 +98,20 @@ def gradients(
         }
         for b in man["batchnorm"]
     ]
-    names_ = class_names(man)
+    return layers
+
+
+def _collapse_summary(man: dict, layers: list[dict]) -> dict:
+    """The first block's first conv against the last block's last conv: their weight gradient norms and ratio."""
     first, last = first_last(man)
     gw = {layer["id"]: layer["weight_grad_norm"] for layer in layers}
-    loss = float(out["loss"])
-    notes = nonfinite_note("the loss", ["loss"], [loss], "the softmax saturated or the logits overflowed")
-    notes += nonfinite_note("gradient norms", list(norms), list(norms.values()), GRAD_WHY)
     ratio = gw[first] / gw[last] if gw[last] > 0 and np.isfinite(gw[last]) and np.isfinite(gw[first]) else None
     return {
-        "model": {"name": model.name, "weights": model.variant, "depth": man["depth"]},
-        "loss": loss,
-        "target": [int(i) for i in used],
-        "target_label": [names_[int(i)] if names_ else str(int(i)) for i in used],
-        "target_source": "predicted top-1" if target is None else "chosen",
-        "gates": gates.tolist(),
-        "bn": bn,
-        "blocks": blocks,
-        "layers": layers,
-        "summary": {
-            "first_layer": first,
-            "last_layer": last,
-            "first_grad": gw[first],
-            "last_grad": gw[last],
-            "first_over_last": ratio,
-        },
-        "notes": notes,
+        "first_layer": first,
+        "last_layer": last,
+        "first_grad": gw[first],
+        "last_grad": gw[last],
+        "first_over_last": ratio,
     }
 
 
