@@ -7,8 +7,8 @@ import errno
 import logging
 import os
 import threading
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # numpy's BLAS must not fight ORT for the cores
@@ -161,72 +161,98 @@ def create_app(settings: Settings | None = None, export_command: Command | None 
     ``export_command(name, weights, graphs)`` replaces the export subprocess's argv (tests use a fake).
     """
     settings = settings or get_settings()
-
-    @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        slots, threads = graph_threads(settings)
-        queue = ExportQueue(
-            settings.models_dir,
-            timeout_s=settings.export_timeout_s,
-            on_demand=settings.export_on_demand,
-            command=export_command,
-        )
-        registry = ModelRegistry(
-            settings.models_dir,
-            settings.providers,
-            threads,
-            exporter=queue,
-            wide_layer_macs=settings.wide_layer_macs,
-            cores=settings.cpus,
-        )
-        if settings.export_on_start:  # the server answers at once; the worker exports these beside it
-            queue.enqueue_defaults(
-                settings.start_model, tuple(settings.default_models), lambda name: registry.resolve_variant(name, None)
-            )
-        queue.start()
-        app.state.warming = threading.Event()
-        if settings.warm_on_start:
-
-            def warm() -> None:
-                app.state.warming.set()
-                try:
-                    registry.warm(tuple(settings.default_models))
-                finally:
-                    app.state.warming.clear()
-
-            app.state.warming.set()
-            threading.Thread(target=warm, name="warm", daemon=True).start()
-        app.state.exports = queue
-        app.state.registry = registry
-        service = AnalysisService(
-            registry, settings.cache_bytes, settings.max_batch, settings.max_image_pixels, settings.taps_cache_bytes
-        )
-        app.state.service = service
-        app.state.gate = Gate(slots, settings.queue_length, settings.max_queue_wait_s, service.cache)
-        app.state.store = ImageStore(settings.data_dir, settings.store_max_bytes)
-        log.info(
-            "resviz ready: providers %s, %d graph slots x %d ORT threads, models in %s",
-            registry.providers,
-            slots,
-            threads,
-            settings.models_dir,
-        )
-        try:
-            yield
-        finally:
-            queue.stop()
-            app.state.gate.close()
-
     app = FastAPI(
         title="resviz",
         version="0.1.0",
-        lifespan=lifespan,
+        lifespan=_lifespan(settings, export_command),
         docs_url=None,  # /docs and /redoc come from app.api.apidocs, with their assets served offline
         redoc_url=None,
         description="Interactive visualizer of residual networks, served by ONNX Runtime.",
     )
     app.state.settings = settings
     app.state.upload_limiter = RateLimiter(settings.upload_rate_per_minute, settings.upload_burst)
+    _add_middleware(app, settings)
+    _add_exception_handlers(app)
+    _add_routes(app)
+    return app
+
+
+def _lifespan(
+    settings: Settings, export_command: Command | None
+) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
+    """The app's lifespan: open the serving state at start-up, stop the export worker and the gate at shutdown."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        queue = _open_state(app, settings, export_command)
+        try:
+            yield
+        finally:
+            queue.stop()
+            app.state.gate.close()
+
+    return lifespan
+
+
+def _open_state(app: FastAPI, settings: Settings, export_command: Command | None) -> ExportQueue:
+    """Start the export worker, open the registry (warming the default models), the service, gate and store."""
+    slots, threads = graph_threads(settings)
+    queue = ExportQueue(
+        settings.models_dir,
+        timeout_s=settings.export_timeout_s,
+        on_demand=settings.export_on_demand,
+        command=export_command,
+    )
+    registry = ModelRegistry(
+        settings.models_dir,
+        settings.providers,
+        threads,
+        exporter=queue,
+        wide_layer_macs=settings.wide_layer_macs,
+        cores=settings.cpus,
+    )
+    if settings.export_on_start:  # the server answers at once; the worker exports these beside it
+        queue.enqueue_defaults(
+            settings.start_model, tuple(settings.default_models), lambda name: registry.resolve_variant(name, None)
+        )
+    queue.start()
+    app.state.warming = threading.Event()
+    if settings.warm_on_start:
+        _start_warming(app.state.warming, registry, tuple(settings.default_models))
+    app.state.exports = queue
+    app.state.registry = registry
+    service = AnalysisService(
+        registry, settings.cache_bytes, settings.max_batch, settings.max_image_pixels, settings.taps_cache_bytes
+    )
+    app.state.service = service
+    app.state.gate = Gate(slots, settings.queue_length, settings.max_queue_wait_s, service.cache)
+    app.state.store = ImageStore(settings.data_dir, settings.store_max_bytes)
+    log.info(
+        "resviz ready: providers %s, %d graph slots x %d ORT threads, models in %s",
+        registry.providers,
+        slots,
+        threads,
+        settings.models_dir,
+    )
+    return queue
+
+
+def _start_warming(warming: threading.Event, registry: ModelRegistry, models: tuple[str, ...]) -> None:
+    """Open the sessions of ``models`` on a thread; ``warming`` is set until they are open (readyz says so)."""
+
+    def warm() -> None:
+        warming.set()
+        try:
+            registry.warm(models)
+        finally:
+            warming.clear()
+
+    warming.set()
+    threading.Thread(target=warm, name="warm", daemon=True).start()
+
+
+def _add_middleware(app: FastAPI, settings: Settings) -> None:
+    """Body limit innermost, then the frame policy, the origin check and the security headers outermost."""
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_upload_bytes, body_timeout_s=settings.body_timeout_s)
 
     @app.middleware("http")
@@ -244,7 +270,9 @@ def create_app(settings: Settings | None = None, export_command: Command | None 
     app.add_middleware(OriginCheckMiddleware, trusted=tuple(settings.trusted_origins))
     app.add_middleware(SecurityHeadersMiddleware)
 
-    # Errors that are answers: a status and the exception's own message (with Retry-After where it says when).
+
+def _add_exception_handlers(app: FastAPI) -> None:
+    """Errors that are answers: a status and the exception's own message (with Retry-After where it says when)."""
     for exc_type, status in (
         (RequestError, 400),
         (NotExportedError, 404),
@@ -290,6 +318,10 @@ def create_app(settings: Settings | None = None, export_command: Command | None 
     async def not_found(_: Request, exc: KeyError) -> JSONResponse:
         return JSONResponse({"detail": str(exc.args[0]) if exc.args else "not found"}, status_code=404)
 
+
+def _add_routes(app: FastAPI) -> None:
+    """Health and readiness, plotly.js from the installed package, the static files and every router."""
+
     @app.get("/healthz", tags=["health"], **documented(Health))
     async def healthz() -> dict:
         """Liveness: the process answers (on the event loop: never behind graph work)."""
@@ -319,7 +351,6 @@ def create_app(settings: Settings | None = None, export_command: Command | None 
     routers = (models, analyze, gradients, images, pages, embed, chapter, lab, exports, apidocs)
     for router in (m.router for m in routers):
         app.include_router(router)
-    return app
 
 
 def create_app_from_env() -> FastAPI:
