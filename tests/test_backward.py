@@ -13,16 +13,15 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from app.nets.backward import (
-    GradientGraph,
-    _batch_gemm,
-    _conv_input_grad,
-    _gram_sumsq,
-    _im2col,
-    _maxpool_backward,
-    _zero_pad_backward,
-    _zero_pad_forward,
-    export_gradient_graph,
+from app.nets.backward import GradientGraph, export_gradient_graph
+from app.nets.backward_ops import (
+    batch_gemm,
+    conv_input_grad,
+    gram_sumsq,
+    im2col,
+    maxpool_backward,
+    zero_pad_backward,
+    zero_pad_forward,
 )
 from app.nets.resnet import ResNet, ZeroPadShortcut, build
 from app.runtime.gradients import finish_norms
@@ -262,8 +261,8 @@ def test_conv_grads_match_autograd(k: int, s: int, p: int, size: int) -> None:
     z64 = F.conv2d(x64, w64, None, s, p)
     dx_ref, dw_ref = torch.autograd.grad(z64, [x64, w64], dz.double())  # float64 autograd
     with torch.no_grad():
-        dx = _conv_input_grad(conv, dz, x)
-        dw = _batch_gemm(dz, _im2col(conv, x), torch.ones(1, 2)).view_as(conv.weight)  # (Cout, Cin*k*k)
+        dx = conv_input_grad(conv, dz, x)
+        dw = batch_gemm(dz, im2col(conv, x), torch.ones(1, 2)).view_as(conv.weight)  # (Cout, Cin*k*k)
     assert dx.shape == x.shape and dw.shape == conv.weight.shape
     torch.testing.assert_close(dx.double(), dx_ref, rtol=1e-5, atol=1e-6 * dx_ref.abs().max().item())
     torch.testing.assert_close(dw.double(), dw_ref, rtol=1e-5, atol=1e-6 * dw_ref.abs().max().item())
@@ -275,7 +274,7 @@ def test_gram_norm_matches_the_weight_gradient(batch: int) -> None:
     gen = torch.Generator().manual_seed(batch)
     a = torch.randn(batch, 64, 3, 3, generator=gen)  # like dL/dy of a late stage: few pixels
     b = F.relu(torch.randn(batch, 1152, 3, 3, generator=gen))  # an im2col matrix, >= 0
-    parts = _gram_sumsq(a, b)
+    parts = gram_sumsq(a, b)
     assert parts.shape == (batch * 9,)
     g = torch.einsum("nip,njp->ij", a.double().flatten(2), b.double().flatten(2))  # (64, 1152)
     np.testing.assert_allclose(parts.double().sum().item(), g.square().sum().item(), rtol=1e-5)
@@ -302,7 +301,7 @@ def test_maxpool_backward_matches_autograd_with_ties(size: int) -> None:
     y = pool(x)
     dy = torch.randn_like(y)
     (ref,) = torch.autograd.grad(y, x, dy)
-    torch.testing.assert_close(_maxpool_backward(pool, x.detach(), dy), ref, rtol=0, atol=1e-6)
+    torch.testing.assert_close(maxpool_backward(pool, x.detach(), dy), ref, rtol=0, atol=1e-6)
 
 
 @pytest.mark.parametrize(("cin", "cout", "stride", "size"), [(16, 32, 2, 8), (16, 32, 2, 7), (4, 6, 1, 5)])
@@ -311,10 +310,10 @@ def test_zero_pad_shortcut_forward_and_backward(cin: int, cout: int, stride: int
     ds = ZeroPadShortcut(cin, cout, stride)
     x = torch.randn(2, cin, size, size, requires_grad=True)
     s = ds(x)
-    assert torch.equal(_zero_pad_forward(ds, x.detach()), s.detach())
+    assert torch.equal(zero_pad_forward(ds, x.detach()), s.detach())
     ds_out = torch.randn_like(s)
     (ref,) = torch.autograd.grad(s, x, ds_out)
-    assert torch.equal(_zero_pad_backward(ds, ds_out, x.detach()), ref)
+    assert torch.equal(zero_pad_backward(ds, ds_out, x.detach()), ref)
 
 
 def test_bad_bn_mode_is_refused(resnet20: ResNet) -> None:
