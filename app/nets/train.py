@@ -16,7 +16,8 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -188,6 +189,16 @@ class _Progress:
         sys.stderr.flush()
 
 
+@dataclass
+class _Curves:
+    """Per-step batch loss, batch accuracy and learning rate of a run, and its wall time."""
+
+    loss: list[float] = field(default_factory=list)
+    accuracy: list[float] = field(default_factory=list)
+    lr: list[float] = field(default_factory=list)
+    seconds: float = 0.0
+
+
 def train(
     model_name: str,
     *,
@@ -209,61 +220,25 @@ def train(
     _validate(model_name, steps, batch_size, lr, seed, warmup)
     warmup = warmup_steps(steps) if warmup is None else warmup
     kind, cifar_dir = _parse_data(data)
-    if kind == "cifar10":
-        assert cifar_dir is not None
-        x_train, y_train, x_test, y_test = datamod.load_cifar10(cifar_dir)  # ValueError if missing/bad
-        held_out_name = f"CIFAR-10 test_batch ({len(x_test)} images)"
-    else:
-        x_test, y_test = datamod.test_set()
-        held_out_name = f"generated test_set(n={len(x_test)}, seed=12345)"
+    train_arrays, (x_test, y_test), held_out_name = _load_data(kind, cifar_dir)
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     stem = f"{model_name}-{'plain' if plain else 'residual'}"
     weights_path, log_path = out_dir / f"{stem}.pt", out_dir / f"{stem}.log.json"
 
-    was_deterministic = torch.are_deterministic_algorithms_enabled()
-    try:
-        torch.use_deterministic_algorithms(True)
-    except Exception:  # noqa: BLE001 - best effort; CPU kernels are deterministic anyway
-        pass
-    try:
+    with _deterministic():
         torch.manual_seed(seed)
         model = build(model_name, seed).train()  # BN uses batch statistics; model.bn_mode stays None
         gates = torch.full((model.spec.num_blocks,), 0.0 if plain else 1.0)
-        if kind == "cifar10":
-            stream = _array_stream(x_train, y_train, batch_size, np.random.default_rng(seed))
-        else:
-            stream = datamod.train_stream(batch_size, seed)
+        stream = _batches(train_arrays, batch_size, seed)
         opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=MOMENTUM, weight_decay=WEIGHT_DECAY)
-        losses: list[float] = []
-        accs: list[float] = []
-        lrs: list[float] = []
-        bar = _Progress(steps, stem, progress)
-        start = time.perf_counter()
-        for step in range(steps):
-            x, y = next(stream)
-            for group in opt.param_groups:
-                group["lr"] = lr_at(step, steps, lr, warmup)
-            logits = model(x, gates)
-            loss = F.cross_entropy(logits, y)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            losses.append(float(loss.detach()))
-            accs.append(float((logits.detach().argmax(dim=1) == y).float().mean()))
-            lrs.append(opt.param_groups[0]["lr"])
-            bar.update(step + 1, losses[-1], accs[-1])
-            if not math.isfinite(losses[-1]):
-                raise RuntimeError(f"{stem}: training diverged at step {step} (loss {losses[-1]})")
-        train_time = time.perf_counter() - start
+        curves = _run_steps(model, gates, stream, opt, steps, lr, warmup, _Progress(steps, stem, progress), stem)
         model.eval()
         held_out = evaluate(model, gates, x_test, y_test)
-    finally:
-        torch.use_deterministic_algorithms(was_deterministic)
 
-    final_loss = float(np.mean(losses[-FINAL_LOSS_WINDOW:]))
-    log = {
+    final_loss = float(np.mean(curves.loss[-FINAL_LOSS_WINDOW:]))
+    recipe = {
         "model": model_name,
         "plain": plain,
         "gates": gates.tolist(),
@@ -271,11 +246,99 @@ def train(
         "batch_size": batch_size,
         "seed": seed,
         "data": data,
+        "peak_lr": lr,
+        "warmup_steps": warmup,
+    }
+    log = _training_log(recipe, curves, weights_path, final_loss, {"accuracy": held_out, "set": held_out_name})
+    sd = fp16_state_dict(model)
+    _atomic_write(weights_path, lambda p: torch.save(sd, p))
+    _atomic_write(log_path, lambda p: p.write_text(json.dumps(log, indent=1) + "\n"))
+    if progress:
+        sys.stderr.write(
+            f"{stem}: {steps} steps in {curves.seconds:.1f}s, final train loss {final_loss:.3f}, "
+            f"held-out accuracy {held_out:.3f} -> {weights_path}\n"
+        )
+    return TrainResult(weights_path, log_path, held_out, final_loss, curves.seconds)
+
+
+def _load_data(
+    kind: str, cifar_dir: Path | None
+) -> tuple[tuple[np.ndarray, np.ndarray] | None, tuple[np.ndarray, np.ndarray], str]:
+    """The training arrays (None: the generated stream), the held-out (images, labels) and the held-out set's name."""
+    if kind == "cifar10":
+        assert cifar_dir is not None
+        x_train, y_train, x_test, y_test = datamod.load_cifar10(cifar_dir)  # ValueError if missing/bad
+        return (x_train, y_train), (x_test, y_test), f"CIFAR-10 test_batch ({len(x_test)} images)"
+    x_test, y_test = datamod.test_set()
+    return None, (x_test, y_test), f"generated test_set(n={len(x_test)}, seed=12345)"
+
+
+def _batches(
+    train_arrays: tuple[np.ndarray, np.ndarray] | None, batch_size: int, seed: int
+) -> Iterator[tuple[Tensor, Tensor]]:
+    """Endless training batches: from the arrays (augmented), or from the generated set's stream."""
+    if train_arrays is not None:
+        return _array_stream(*train_arrays, batch_size, np.random.default_rng(seed))
+    return datamod.train_stream(batch_size, seed)
+
+
+@contextmanager
+def _deterministic() -> Iterator[None]:
+    """Deterministic torch algorithms inside the block (best effort), the previous setting after it."""
+    was_deterministic = torch.are_deterministic_algorithms_enabled()
+    try:
+        torch.use_deterministic_algorithms(True)
+    except Exception:  # noqa: BLE001 - best effort; CPU kernels are deterministic anyway
+        pass
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(was_deterministic)
+
+
+def _run_steps(
+    model: ResNet,
+    gates: Tensor,
+    stream: Iterator[tuple[Tensor, Tensor]],
+    opt: torch.optim.Optimizer,
+    steps: int,
+    lr: float,
+    warmup: int,
+    bar: _Progress,
+    stem: str,
+) -> _Curves:
+    """``steps`` SGD steps on batches from ``stream``; RuntimeError if the loss stops being finite."""
+    curves = _Curves()
+    start = time.perf_counter()
+    for step in range(steps):
+        x, y = next(stream)
+        for group in opt.param_groups:
+            group["lr"] = lr_at(step, steps, lr, warmup)
+        logits = model(x, gates)
+        loss = F.cross_entropy(logits, y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        curves.loss.append(float(loss.detach()))
+        curves.accuracy.append(float((logits.detach().argmax(dim=1) == y).float().mean()))
+        curves.lr.append(opt.param_groups[0]["lr"])
+        bar.update(step + 1, curves.loss[-1], curves.accuracy[-1])
+        if not math.isfinite(curves.loss[-1]):
+            raise RuntimeError(f"{stem}: training diverged at step {step} (loss {curves.loss[-1]})")
+    curves.seconds = time.perf_counter() - start
+    return curves
+
+
+def _training_log(recipe: dict, curves: _Curves, weights_path: Path, final_loss: float, held_out: dict) -> dict:
+    """The run's log: its recipe, the versions and threads it ran with, timings, held-out accuracy and curves."""
+    steps, train_time = recipe["steps"], curves.seconds
+    return {
+        **{k: recipe[k] for k in ("model", "plain", "gates", "steps", "batch_size", "seed", "data")},
         "optimizer": {"name": "SGD", "momentum": MOMENTUM, "weight_decay": WEIGHT_DECAY, "nesterov": False},
         "lr_schedule": {
             "kind": "linear warmup, then cosine decay to 0",
-            "peak_lr": lr,
-            "warmup_steps": warmup,
+            "peak_lr": recipe["peak_lr"],
+            "warmup_steps": recipe["warmup_steps"],
         },
         "bn": "train mode (batch statistics) while training; held-out accuracy with running statistics",
         "torch_version": torch.__version__,
@@ -286,20 +349,11 @@ def train(
         "steps_per_s": round(steps / train_time, 3) if train_time > 0 else None,
         "final_train_loss": final_loss,
         "final_train_loss_window": min(FINAL_LOSS_WINDOW, steps),
-        "held_out": {"accuracy": held_out, "set": held_out_name, "gates": "as trained"},
-        "loss": losses,
-        "accuracy": accs,
-        "lr": lrs,
+        "held_out": {**held_out, "gates": "as trained"},
+        "loss": curves.loss,
+        "accuracy": curves.accuracy,
+        "lr": curves.lr,
     }
-    sd = fp16_state_dict(model)
-    _atomic_write(weights_path, lambda p: torch.save(sd, p))
-    _atomic_write(log_path, lambda p: p.write_text(json.dumps(log, indent=1) + "\n"))
-    if progress:
-        sys.stderr.write(
-            f"{stem}: {steps} steps in {train_time:.1f}s, final train loss {final_loss:.3f}, "
-            f"held-out accuracy {held_out:.3f} -> {weights_path}\n"
-        )
-    return TrainResult(weights_path, log_path, held_out, final_loss, train_time)
 
 
 def main(argv: list[str] | None = None) -> int:
