@@ -526,6 +526,40 @@ def _export_graphs(
     """``export_model``'s work, with the directory's lock held."""
     name = model.spec.name
     mpath = out_dir / "manifest.json"
+    manifest, weights = _resume(model, variant, source, sha, out_dir)
+    size = model.spec.input_size
+    image = torch.zeros(1, 3, size, size)
+    gates = torch.ones(model.spec.num_blocks)
+    for done, kind in enumerate(kinds, 1):
+        if kind.startswith("stats-") and len(manifest["taps"]) > STATS_GRAPH_MAX_TAPS:
+            if log:
+                print(f"skipped {name}@{variant} {kind}: {len(manifest['taps'])} taps (analyses use the tap graph)")
+            if progress:
+                progress(kind, done, len(kinds), 0.0)
+            continue
+        t0 = time.perf_counter()
+        model.eval()
+        path = out_dir / GRAPH_FILES[kind]
+        proto = _graph_proto(model, kind, image, gates, out_dir)
+        appended = _write_graph(proto, path, weights)
+        dt = time.perf_counter() - t0
+        manifest["graphs"][kind] = {"file": path.name, "bytes": path.stat().st_size, "export_seconds": round(dt, 2)}
+        if weights.size():
+            manifest["weights_file"] = weights.entry()
+        _atomic_write(mpath, json.dumps(manifest).encode())  # after the graph: what it lists exists
+        if log:
+            mib, new = path.stat().st_size / 2**20, appended / 2**20
+            print(f"exported {name}@{variant} {kind}: {mib:.1f} MiB + {new:.1f} MiB of new weights in {dt:.1f} s")
+        if progress:
+            progress(kind, done, len(kinds), dt)
+    _atomic_write(mpath, json.dumps(manifest).encode())
+    _remove_unreferenced_weights(out_dir, weights.path)
+    return manifest
+
+
+def _resume(model: ResNet, variant: str, source: str, sha: str | None, out_dir: Path) -> tuple[dict, WeightsFile]:
+    """The new manifest and the weights file to append to: an earlier export's graphs and file where they still hold."""
+    mpath = out_dir / "manifest.json"
     manifest = build_manifest(model, variant, source, sha)
     weights = None
     if mpath.exists():
@@ -542,42 +576,20 @@ def _export_graphs(
                 manifest["weights_file"] = weights.entry()
     if weights is None:
         weights = WeightsFile.fresh(out_dir)
-    size = model.spec.input_size
-    image = torch.zeros(1, 3, size, size)
-    gates = torch.ones(model.spec.num_blocks)
-    for done, kind in enumerate(kinds, 1):
-        if kind.startswith("stats-") and len(manifest["taps"]) > STATS_GRAPH_MAX_TAPS:
-            if log:
-                print(f"skipped {name}@{variant} {kind}: {len(manifest['taps'])} taps (analyses use the tap graph)")
-            if progress:
-                progress(kind, done, len(kinds), 0.0)
-            continue
-        t0 = time.perf_counter()
-        model.eval()
-        path = out_dir / GRAPH_FILES[kind]
-        if kind == "lesion":
-            branch = torch.ones(1, model.spec.num_blocks)
-            proto = _export(LesionGraph(model), (image, gates, branch), ["image", "gates", "branch"], ["logits"])
-        elif kind.startswith("stats-"):
-            stats = StatsGraph(model, kind.split("-", 1)[1])
-            proto = _export(stats, (image, gates), ["image", "gates"], stats.output_names)
-        elif kind in ("running", "batch", "bare"):
-            graph = TapGraph(model, "batch" if kind == "batch" else "running", taps=kind != "bare")
-            proto = _export(graph, (image, gates), ["image", "gates"], ["logits", *graph.tap_names])
-        else:
-            proto = _export_gradient(model, kind.split("-", 1)[1], out_dir)
-            model.eval()  # the exporter restores its fresh wrapper's train mode onto our model
-        appended = _write_graph(proto, path, weights)
-        dt = time.perf_counter() - t0
-        manifest["graphs"][kind] = {"file": path.name, "bytes": path.stat().st_size, "export_seconds": round(dt, 2)}
-        if weights.size():
-            manifest["weights_file"] = weights.entry()
-        _atomic_write(mpath, json.dumps(manifest).encode())  # after the graph: what it lists exists
-        if log:
-            mib, new = path.stat().st_size / 2**20, appended / 2**20
-            print(f"exported {name}@{variant} {kind}: {mib:.1f} MiB + {new:.1f} MiB of new weights in {dt:.1f} s")
-        if progress:
-            progress(kind, done, len(kinds), dt)
-    _atomic_write(mpath, json.dumps(manifest).encode())
-    _remove_unreferenced_weights(out_dir, weights.path)
-    return manifest
+    return manifest, weights
+
+
+def _graph_proto(model: ResNet, kind: str, image: Tensor, gates: Tensor, out_dir: Path) -> onnx.ModelProto:
+    """One graph of ``model`` (a kind of ``GRAPH_FILES``: tap, bare, stats, lesion or gradient), exported in memory."""
+    if kind == "lesion":
+        branch = torch.ones(1, model.spec.num_blocks)
+        return _export(LesionGraph(model), (image, gates, branch), ["image", "gates", "branch"], ["logits"])
+    if kind.startswith("stats-"):
+        stats = StatsGraph(model, kind.split("-", 1)[1])
+        return _export(stats, (image, gates), ["image", "gates"], stats.output_names)
+    if kind in ("running", "batch", "bare"):
+        graph = TapGraph(model, "batch" if kind == "batch" else "running", taps=kind != "bare")
+        return _export(graph, (image, gates), ["image", "gates"], ["logits", *graph.tap_names])
+    proto = _export_gradient(model, kind.split("-", 1)[1], out_dir)
+    model.eval()  # the exporter restores its fresh wrapper's train mode onto our model
+    return proto
