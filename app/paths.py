@@ -31,7 +31,7 @@ SHIPPED_WEIGHTS_DIR = shipped_path("models/weights")  # committed state dicts, t
 # Exported graphs (a build cache): models/ of the checkout, or the user's data folder for a wheel install.
 DEFAULT_MODELS_DIR = REPO / "models" if SOURCE_CHECKOUT else user_data_home() / "models"
 # Bumped whenever the exported graphs or manifest change shape: older exports are redone.
-EXPORT_FORMAT = 10
+EXPORT_FORMAT = 11
 # A model directory's shared weights (``weights-<token>.bin``): every big tensor of its graphs, once.
 WEIGHTS_FILE_GLOB = "weights-*.bin"
 VARIANT_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,39}$")

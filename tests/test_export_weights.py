@@ -14,7 +14,7 @@ import onnx
 import onnxruntime as ort
 import pytest
 import torch
-from onnx import TensorProto, external_data_helper
+from onnx import TensorProto, external_data_helper, numpy_helper
 
 import app.nets.export as export
 from app.manifest import export_files, exported_kinds
@@ -63,8 +63,7 @@ def _big_tensor_hashes(graph: Path) -> set[str]:
     proto = onnx.load(str(graph))
     tensors = list(proto.graph.initializer)
     tensors += [a.t for n in proto.graph.node if n.op_type == "Constant" for a in n.attribute if a.HasField("t")]
-    blobs = (export._tensor_bytes(t) for t in tensors)
-    return {hashlib.sha256(b).hexdigest() for b in blobs if len(b) >= export.EXTERNAL_MIN_BYTES}
+    return {hashlib.sha256(export._tensor_bytes(t)).hexdigest() for t in tensors if export._shareable(t)}
 
 
 def _feeds(sess: ort.InferenceSession, seed: int = 0) -> dict[str, np.ndarray]:
@@ -89,6 +88,32 @@ def _run(graph: Path) -> list[np.ndarray]:
     opts.intra_op_num_threads = 1
     sess = ort.InferenceSession(str(graph), opts, providers=["CPUExecutionProvider"])
     return sess.run(None, _feeds(sess))
+
+
+def test_integer_tensors_stay_inline_where_shape_inference_reads_them(tmp_path: Path) -> None:
+    """Split sizes (int64) of 1 KB and more stay in the graph: ONNX Runtime reads them before external data."""
+    from onnx import helper
+
+    n = 130  # 130 int64 sizes: 1,040 bytes, past EXTERNAL_MIN_BYTES
+    sizes = numpy_helper.from_array(np.ones(n, np.int64), "sizes")
+    w = numpy_helper.from_array(np.arange(2 * n, dtype=np.float32).reshape(2, n), "w")  # 1,040 bytes of floats
+    outs = [f"y{i}" for i in range(n)]
+    graph = helper.make_graph(
+        [helper.make_node("Add", ["x", "w"], ["s"]), helper.make_node("Split", ["s", "sizes"], outs, axis=1)],
+        "split",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, n])],
+        [helper.make_tensor_value_info(o, TensorProto.FLOAT, None) for o in outs],
+        [sizes, w],
+    )
+    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    weights = export.WeightsFile.fresh(tmp_path)
+    assert weights.externalize(proto) > 0
+    external = {t.name for t in proto.graph.initializer if t.data_location == TensorProto.EXTERNAL}
+    assert external == {"w"}  # the floats are shared, the sizes are not
+    onnx.save(proto, str(tmp_path / "split.onnx"))
+    sess = ort.InferenceSession(str(tmp_path / "split.onnx"), providers=["CPUExecutionProvider"])
+    got = sess.run(None, {"x": np.zeros((2, n), np.float32)})
+    np.testing.assert_array_equal(np.concatenate(got, axis=1), np.arange(2 * n, dtype=np.float32).reshape(2, n))
 
 
 def test_weights_file_holds_each_distinct_tensor_once(shared: Path, inline: Path) -> None:

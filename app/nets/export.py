@@ -251,9 +251,12 @@ def _atomic_write(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
-# Tensors of at least this many bytes go to the model's weights file; smaller ones (BN vectors, shapes,
-# per-channel scales) stay inline, where a reference would cost more than the bytes.
+# Floating-point tensors of at least this many bytes go to the model's weights file; smaller ones (BN
+# vectors, per-channel scales) stay inline, where a reference would cost more than the bytes. Integer
+# tensors (shapes, split sizes, indices) always stay inline: ONNX Runtime reads them while it infers
+# shapes, before external data is loaded.
 EXTERNAL_MIN_BYTES = 1024
+EXTERNAL_TYPES = (TensorProto.FLOAT, TensorProto.FLOAT16, TensorProto.BFLOAT16, TensorProto.DOUBLE)
 WEIGHTS_ALIGN = 4096  # offsets in the weights file: the page size, so ONNX Runtime can map tensors in place
 
 
@@ -262,12 +265,17 @@ def _tensor_bytes(t: TensorProto) -> bytes:
     return t.raw_data if t.HasField("raw_data") else numpy_helper.to_array(t).tobytes()
 
 
+def _shareable(t: TensorProto) -> bool:
+    """Whether a tensor goes to the weights file: floating point, and big enough to be worth a reference."""
+    return t.data_type in EXTERNAL_TYPES and len(_tensor_bytes(t)) >= EXTERNAL_MIN_BYTES
+
+
 def _constants_to_initializers(graph: onnx.GraphProto) -> None:
     """Turn big ``Constant`` nodes into initializers of the same name, so they can be shared too."""
     keep = []
     for node in graph.node:
         value = node.attribute[0] if node.op_type == "Constant" and len(node.attribute) == 1 else None
-        if value is not None and value.name == "value" and len(_tensor_bytes(value.t)) >= EXTERNAL_MIN_BYTES:
+        if value is not None and value.name == "value" and _shareable(value.t):
             tensor = TensorProto()
             tensor.CopyFrom(value.t)
             tensor.name = node.output[0]
@@ -318,9 +326,9 @@ class WeightsFile:
         for t in proto.graph.initializer:
             if t.data_location == TensorProto.EXTERNAL:
                 continue
-            data = _tensor_bytes(t)
-            if len(data) < EXTERNAL_MIN_BYTES:
+            if not _shareable(t):
                 continue
+            data = _tensor_bytes(t)
             key = hashlib.sha256(data).hexdigest()
             if key not in self.index:
                 offset = -(-end // WEIGHTS_ALIGN) * WEIGHTS_ALIGN
