@@ -21,10 +21,14 @@ def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def exported(models_dir: Path) -> Callable[..., dict]:
-    """Export (once per session) a model's graphs into the session models dir; returns the manifest."""
-    import json
+    """Export (once per session) a model's graphs into the session models dir; returns the manifest.
 
-    from app.nets.export import export_model
+    The export runs as ``resviz export`` in a subprocess, as a server's export worker runs it: the
+    serving code under test never imports torch (only the tests that compare against torch do).
+    """
+    import json
+    import subprocess
+    import sys
 
     def _export(
         name: str, variant: str = "init", kinds: tuple[str, ...] = ("running", "batch", "stats-running", "stats-batch")
@@ -32,7 +36,10 @@ def exported(models_dir: Path) -> Callable[..., dict]:
         have = exported_kinds(models_dir, name, variant)
         todo = tuple(k for k in kinds if k not in have)
         if todo:
-            export_model(name, variant, models_dir, kinds=todo, log=False)
+            cmd = [sys.executable, "-m", "app.cli", "--models-dir", str(models_dir), "export", name]
+            cmd += ["--weights", variant, "--graphs", ",".join(todo), "--quiet"]
+            done = subprocess.run(cmd, capture_output=True, text=True, timeout=1800)
+            assert done.returncode == 0, f"export of {name}@{variant} {todo} failed:\n{done.stderr[-2000:]}"
         return json.loads((models_dir / name / variant / "manifest.json").read_text())
 
     return _export

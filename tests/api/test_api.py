@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from .conftest import png_bytes
+from tests.conftest import png_bytes
 
 
 @pytest.fixture

@@ -11,8 +11,7 @@ from fastapi.testclient import TestClient
 
 from app.lecture.presets import EXAMPLE_PRESET, encode_steps
 from app.security import RateLimiter, same_origin
-
-from .conftest import png_bytes
+from tests.conftest import png_bytes
 
 TOKEN = "s3cret-operator-token"
 PAGES = (
@@ -179,7 +178,7 @@ def test_export_pending_page_for_a_browser(tmp_path: Path) -> None:
     from app.main import create_app
 
     gate = tmp_path / "gate"
-    fake = str(Path(__file__).with_name("fake_export.py"))
+    fake = str(Path(__file__).resolve().parents[1] / "fake_export.py")
 
     def command(name: str, variant: str, kinds: list[str]) -> list[str]:
         return [sys.executable, fake, name, variant, ",".join(kinds), str(tmp_path / "runs"), str(gate)]

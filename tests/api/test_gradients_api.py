@@ -11,8 +11,7 @@ import torch.nn.functional as F
 
 from app.nets.resnet import build
 from app.runtime.preprocess import prepare
-
-from .conftest import png_bytes
+from tests.conftest import png_bytes
 
 KINDS = ("running", "batch", "stats-running", "stats-batch", "grad-running", "grad-batch", "lesion")
 

@@ -9,8 +9,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from app.runtime import chartstats
-
-from .conftest import png_bytes
+from tests.conftest import png_bytes
 
 GRAPHS = ("running", "batch", "stats-running", "stats-batch", "grad-running", "grad-batch")
 

@@ -16,8 +16,7 @@ from app.nets.resnet import build
 from app.runtime.analysis import analyze
 from app.runtime.preprocess import prepare
 from app.runtime.registry import ModelRegistry
-
-from .conftest import png_bytes
+from tests.conftest import png_bytes
 
 
 def _torch_taps(name: str, x: np.ndarray, gates: np.ndarray, bn: str) -> dict[str, np.ndarray]:

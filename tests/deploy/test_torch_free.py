@@ -17,9 +17,8 @@ from pathlib import Path
 import pytest
 
 from app.paths import REPO, SERVING_GRAPHS
-
-from .conftest import png_bytes
-from .smoke import free_port, request, smoke, wait_ready
+from tests.conftest import png_bytes
+from tests.deploy.smoke import free_port, request, smoke, wait_ready
 
 pytestmark = pytest.mark.slow
 SOURCES = ("app", "static", "templates", "models/weights", "pyproject.toml", "setup.py", "README.md")

@@ -18,7 +18,7 @@ from app.paths import SERVING_GRAPHS
 from app.runtime.export_jobs import folder_lock
 from app.runtime.exports import ANALYSIS_GRAPHS, DEFAULTS, START_PAGE, USER, ExportQueue
 
-FAKE = str(Path(__file__).with_name("fake_export.py"))
+FAKE = str(Path(__file__).resolve().parents[1] / "fake_export.py")
 
 
 class Fake:

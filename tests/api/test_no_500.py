@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 import pytest
 
-from .conftest import png_bytes
+from tests.conftest import png_bytes
 
 
 @pytest.fixture

@@ -20,8 +20,7 @@ import app.nets.export as export
 from app.manifest import export_files, exported_kinds
 from app.nets.resnet import build
 from app.paths import GRAPH_FILES, SERVING_GRAPHS, WEIGHTS_FILE_GLOB
-
-from .test_models import _randomize_bn
+from tests.nets.test_models import _randomize_bn
 
 NAME = "resnet20"
 

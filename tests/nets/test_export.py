@@ -13,8 +13,7 @@ import torch
 
 from app.nets.resnet import build
 from app.specs import SPECS
-
-from .test_models import _randomize_bn
+from tests.nets.test_models import _randomize_bn
 
 
 def _torch_taps(model: torch.nn.Module, x: torch.Tensor, gates: torch.Tensor, bn: str) -> dict[str, np.ndarray]:

@@ -9,8 +9,7 @@ from pathlib import Path
 import pytest
 
 from app.cli import main
-
-from .conftest import png_bytes
+from tests.conftest import png_bytes
 
 
 def _drop_timings(d: dict) -> dict:

@@ -19,7 +19,7 @@ from app.runtime.registry import ModelRegistry
 from app.runtime.samples import probe_png
 
 KINDS = ("running", "grad-running", "grad-batch")
-SAMPLES = Path(__file__).resolve().parent.parent / "static" / "samples"
+SAMPLES = Path(__file__).resolve().parents[2] / "static" / "samples"
 
 
 @pytest.fixture

@@ -9,8 +9,7 @@ from pydantic import BaseModel
 
 from app.api.schemas import analysis as a
 from app.api.schemas import responses as r
-
-from .conftest import png_bytes
+from tests.conftest import png_bytes
 
 KINDS = ("running", "batch", "stats-running", "stats-batch", "grad-running", "grad-batch", "lesion")
 TOKEN = "contract-token"

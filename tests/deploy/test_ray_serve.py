@@ -21,9 +21,8 @@ from urllib.parse import urlencode
 import pytest
 
 from app.paths import REPO, SERVING_GRAPHS
-
-from .conftest import png_bytes
-from .smoke import free_port, request, upload, wait_ready
+from tests.conftest import png_bytes
+from tests.deploy.smoke import free_port, request, upload, wait_ready
 
 serve = pytest.importorskip("ray.serve", reason="the cluster extra is not installed: pip install -e '.[cluster]'")
 yaml = pytest.importorskip("yaml", reason="pyyaml (the dev extra) reads the serve config files")

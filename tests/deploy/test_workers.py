@@ -15,9 +15,8 @@ from urllib.parse import urlencode
 import pytest
 
 from app.paths import REPO
-
-from .conftest import png_bytes
-from .smoke import free_port, request, upload, wait_ready
+from tests.conftest import png_bytes
+from tests.deploy.smoke import free_port, request, upload, wait_ready
 
 
 @pytest.fixture

@@ -19,8 +19,7 @@ from app.lecture.presets import EXAMPLE_PRESET, decode_steps, encode_steps
 from app.lecture.standalone import network_references
 from app.main import create_app
 from app.runtime.store import ImageStore, StoreFullError
-
-from .conftest import png_bytes
+from tests.conftest import png_bytes
 
 GRAPHS = ("running", "batch", "stats-running", "stats-batch", "grad-running", "grad-batch", "lesion")
 REQUIRED = {

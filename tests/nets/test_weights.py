@@ -127,6 +127,8 @@ def test_server_does_not_import_torch() -> None:
         "import sys, app.main, app.runtime.analysis, app.cli; app.main.create_app(); "
         "assert 'torch' not in sys.modules, 'torch imported'; print('ok')"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=Path(__file__).parent.parent)
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=Path(__file__).resolve().parents[2]
+    )
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "ok"
