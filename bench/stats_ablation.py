@@ -26,8 +26,9 @@ import torch  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from app.nets.export import HIST_SAMPLE, MEASURED_KINDS, StatsGraph, TapGraph, _strided  # noqa: E402
+from app.nets.graphs import MEASURED_KINDS, StatsGraph, TapGraph, strided  # noqa: E402
 from app.nets.resnet import build  # noqa: E402
+from app.runtime.stats import HIST_SAMPLE  # noqa: E402
 
 PARTS = ("zeros", "sample", "minmax", "sumsq", "tensors")
 
@@ -52,7 +53,7 @@ class PartialStats(StatsGraph):
             if "zeros" not in self.drop:
                 out.append((f"{n}:zeros", (t == 0).float().sum((1, 2, 3))))
             if "sample" not in self.drop:
-                out.append((f"{n}:sample", _strided(t, self.sizes[n], HIST_SAMPLE)))
+                out.append((f"{n}:sample", strided(t, self.sizes[n], HIST_SAMPLE)))
             if kind in ("stem", "block") and "tensors" not in self.drop:
                 out.append((n, t))
         return out

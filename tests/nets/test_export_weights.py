@@ -17,6 +17,7 @@ import torch
 from onnx import TensorProto, external_data_helper, numpy_helper
 
 import app.nets.export as export
+import app.nets.weights_file as weights_file
 from app.manifest import export_files, exported_kinds
 from app.nets.resnet import build
 from app.paths import GRAPH_FILES, SERVING_GRAPHS, WEIGHTS_FILE_GLOB
@@ -42,7 +43,7 @@ def inline(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The same graphs with every tensor inline (no weights file)."""
     models = tmp_path_factory.mktemp("inline")
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(export, "EXTERNAL_MIN_BYTES", 1 << 62)
+        mp.setattr(weights_file, "EXTERNAL_MIN_BYTES", 1 << 62)
         _export_all(models)
     return models / NAME / "init"
 
@@ -62,7 +63,7 @@ def _big_tensor_hashes(graph: Path) -> set[str]:
     proto = onnx.load(str(graph))
     tensors = list(proto.graph.initializer)
     tensors += [a.t for n in proto.graph.node if n.op_type == "Constant" for a in n.attribute if a.HasField("t")]
-    return {hashlib.sha256(export._tensor_bytes(t)).hexdigest() for t in tensors if export._shareable(t)}
+    return {hashlib.sha256(weights_file.tensor_bytes(t)).hexdigest() for t in tensors if weights_file.shareable(t)}
 
 
 def _feeds(sess: ort.InferenceSession, seed: int = 0) -> dict[str, np.ndarray]:
@@ -105,7 +106,7 @@ def test_integer_tensors_stay_inline_where_shape_inference_reads_them(tmp_path: 
         [sizes, w],
     )
     proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    weights = export.WeightsFile.fresh(tmp_path)
+    weights = weights_file.WeightsFile.fresh(tmp_path)
     assert weights.externalize(proto) > 0
     external = {t.name for t in proto.graph.initializer if t.data_location == TensorProto.EXTERNAL}
     assert external == {"w"}  # the floats are shared, the sizes are not
@@ -123,7 +124,7 @@ def test_weights_file_holds_each_distinct_tensor_once(shared: Path, inline: Path
     spans = {s for kind in SERVING_GRAPHS for s in _external_spans(shared / GRAPH_FILES[kind])}
     assert {loc for loc, _, _ in spans} == {weights.name}
     ordered = sorted((off, length) for _, off, length in spans)
-    assert all(off % export.WEIGHTS_ALIGN == 0 for off, _ in ordered)
+    assert all(off % weights_file.WEIGHTS_ALIGN == 0 for off, _ in ordered)
     assert all(a + la <= b for (a, la), (b, _) in zip(ordered, ordered[1:], strict=False)), "no overlaps"
     assert ordered[-1][0] + ordered[-1][1] == weights.stat().st_size, "nothing past the last tensor"
     data = weights.read_bytes()
@@ -229,6 +230,6 @@ def test_exports_of_one_directory_take_turns(tmp_path: Path) -> None:
         assert rc in (0, 3)
         return rc == 0
 
-    with export._directory_lock(d):
+    with weights_file.directory_lock(d):
         assert not other_process_can_lock(), "another export of the directory waits"
     assert other_process_can_lock()
