@@ -277,6 +277,18 @@ def server_rows(models_dir: Path, name: str, requests: int) -> dict:
         proc.wait(timeout=10)
 
 
+def _wait_idle(base: str, timeout: float = 30.0) -> None:
+    """Until the server's admission gate runs and queues nothing (read from /readyz)."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        with urllib.request.urlopen(f"{base}/readyz", timeout=10) as r:
+            gate = json.loads(r.read())["gate"]
+        if gate["running"] == 0 and gate["queued"] == 0:
+            return
+        time.sleep(0.02)
+    raise RuntimeError("the server did not go idle")
+
+
 def http_vs_bare(base: str, models_dir: Path, name: str, rounds: int) -> dict:
     """HTTP analyze end to end, as the Explore page asks for it when the user presses Analyze, against a bare
     ORT forward of the same network in this process, in interleaved rounds (a new stored image each round)."""
@@ -303,6 +315,7 @@ def http_vs_bare(base: str, models_dir: Path, name: str, rounds: int) -> dict:
             ids.append(json.loads(r.read())["id"])
     http_ms, bare_ms = [], []
     for i, image_id in enumerate(ids):
+        _wait_idle(base)  # the previous answer's follow-up (the rest of its analysis) must not share the cores
         t = time.perf_counter()
         bare.run(["logits"], {"image": inputs[i], "gates": gates})
         dt_bare = time.perf_counter() - t
