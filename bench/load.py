@@ -373,6 +373,19 @@ async def main_async(args: argparse.Namespace) -> list[dict]:
     return rows
 
 
+def write_json(rows: list[dict], out: Path) -> None:
+    """Write the scenarios' rows, with the time, as JSON to ``out``."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"time": time.strftime("%Y-%m-%d %H:%M"), "rows": rows}, indent=1))
+
+
+def report(rows: list[dict], out: Path) -> None:
+    """Print the table of ``rows`` and write them as JSON to ``out``."""
+    print()
+    print(table(rows))
+    write_json(rows, out)
+
+
 def main() -> int:
     """Parse arguments, run, print the table, write the JSON."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -383,11 +396,7 @@ def main() -> int:
     args = p.parse_args()
     if args.url and urlsplit(args.url).hostname not in ("127.0.0.1", "localhost"):
         raise SystemExit("the load bench talks to 127.0.0.1 only")
-    rows = asyncio.run(main_async(args))
-    print()
-    print(table(rows))
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps({"time": time.strftime("%Y-%m-%d %H:%M"), "rows": rows}, indent=1))
+    report(asyncio.run(main_async(args)), Path(args.out))
     return 0
 
 

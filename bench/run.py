@@ -30,6 +30,7 @@ sys.path.insert(0, str(ROOT))
 from app.manifest import exported_kinds  # noqa: E402
 from app.paths import DEFAULT_MODELS_DIR  # noqa: E402
 from app.runtime.analysis import analyze  # noqa: E402
+from app.runtime.export_jobs import default_command  # noqa: E402
 from app.runtime.gradients import finish_norms  # noqa: E402
 from app.runtime.registry import ModelRegistry  # noqa: E402
 from app.runtime.service import Payload  # noqa: E402
@@ -65,26 +66,11 @@ def median_ms(fn, repeat: int, warmup: int = 2) -> float:  # noqa: ANN001
 
 
 def ensure(models_dir: Path, name: str, kinds: tuple[str, ...]) -> None:
-    """Export missing graphs (init weights) in a subprocess."""
+    """Export missing graphs (init weights) in a subprocess, as the server's export worker does."""
     missing = [k for k in kinds if k not in exported_kinds(models_dir, name, "init")]
     if missing:
         subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "app.cli",
-                "--models-dir",
-                str(models_dir),
-                "export",
-                name,
-                "--weights",
-                "init",
-                "--graphs",
-                ",".join(missing),
-                "--quiet",
-            ],
-            check=True,
-            cwd=ROOT,
+            default_command(models_dir)(name, "init", missing), check=True, cwd=ROOT, stdout=subprocess.DEVNULL
         )
 
 

@@ -192,8 +192,7 @@ def main() -> int:
     rows = asyncio.run(main_async(args))
     print()
     print(table(rows))
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps({"time": time.strftime("%Y-%m-%d %H:%M"), "rows": rows}, indent=1))
+    load.write_json(rows, Path(args.out))
     return 0
 
 
