@@ -69,6 +69,11 @@ def ray_server(exported: Callable, models_dir: Path, tmp_path: Path) -> Iterator
 @pytest.mark.ray
 def test_two_replicas_share_the_store_and_answer_in_turn(ray_server: str) -> None:
     base = ray_server
+    seen: set[str] = set()  # the HTTP proxy answers once one replica is up: wait (bounded) for the second one
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while len(seen) < 2 and time.monotonic() < deadline:
+        seen.add(request(f"{base}/healthz").headers[REPLICA])
+        time.sleep(0.05)
     uploaded: dict[str, str] = {}  # image id -> the replica that stored it
     for i in range(20):
         r = upload(base, png_bytes((40 + i, 36), seed=100 + i))
