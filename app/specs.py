@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 BN_MODES = ("running", "batch")
+# The class activation maps of the explain graph, in the order of its cam:<layer> outputs' channels.
+CAM_METHODS = ("gradcam", "gradcampp", "hirescam", "layercam")
 DEFAULT_MODELS = ("resnet20", "resnet56", "resnet110", "resnet18", "resnet50")
 
 
