@@ -173,13 +173,14 @@ def _rounded(m: np.ndarray) -> np.ndarray:
 
 
 def _entry(layer: str, stage: int, m: np.ndarray, rgb: np.ndarray | None) -> dict:
-    """One layer's map as the answer lists it."""
-    lo, hi = finite_range(m)
+    """One layer's map as the answer lists it (its range that of the values sent)."""
+    sent = _rounded(m)
+    lo, hi = finite_range(sent)
     return {
         "layer": layer,
         "stage": stage,
         "map_shape": [int(m.shape[0]), int(m.shape[1])],
-        "map": _rounded(m),
+        "map": sent,
         "range": [lo, hi],
         "overlay_png": overlay(m, rgb) if rgb is not None else None,
     }
