@@ -136,7 +136,7 @@ def input_rgb(manifest: dict, x: np.ndarray) -> np.ndarray:
     pre = manifest["preprocessing"]
     mean = np.asarray(pre["mean"], np.float32).reshape(3, 1, 1)
     std = np.asarray(pre["std"], np.float32).reshape(3, 1, 1)
-    rgb = np.clip((x * std + mean) * 255.0, 0, 255)
+    rgb = np.nan_to_num(np.clip((x.astype(np.float64) * std + mean) * 255.0, 0, 255))
     return np.round(rgb).astype(np.uint8).transpose(1, 2, 0)
 
 

@@ -353,3 +353,17 @@ def test_export_adds_no_weights(exported: Callable, models_dir: Path) -> None:
     params = 4 * manifest["params"]
     assert entry["bytes"] < 1.15 * params, (entry["bytes"], params)  # one copy of the weights, BN vectors inline
     assert max(sizes[k] for k in ("explain-running", "explain-batch")) < 0.5 * params, sizes
+
+
+@pytest.mark.parametrize("method", ["gradcampp", "hirescam"])
+def test_non_finite_maps_are_null_with_a_note(resnet20: Net, method: str) -> None:
+    """An input that overflows float32 gives NaN maps: sent as null, with a note, never an error."""
+    from app.runtime.service import Payload
+
+    x = torch.full((1, 3, 32, 32), 3e38)
+    answer = Payload.of(resnet20.explain(x, make_gates(resnet20.model, "on"), "running", method, "all")).json()
+    flat = [v for e in answer["layers"] for row in e["map"] for v in row]
+    assert None in flat
+    assert any(note.startswith("Not finite in") and "maps" in note for note in answer["notes"]), answer["notes"]
+    assert answer["probability"] is None or 0 <= answer["probability"] <= 1
+    assert all(e["overlay_png"].startswith("data:image/png;base64,") for e in answer["layers"])
