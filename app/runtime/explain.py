@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import base64
 import io
+import math
 
 import numpy as np
 from PIL import Image
@@ -64,7 +65,7 @@ def depth_of(manifest: dict, layer: str) -> int:
 
 def rows_per_run(manifest: dict) -> int:
     """How many images one run of the explain graph may take within ``BATCH_BYTES`` (from the taps' sizes)."""
-    per_image = 4 * sum(int(np.prod(t["shape"])) for t in manifest["taps"])
+    per_image = 4 * sum(math.prod(t["shape"]) for t in manifest["taps"])
     return max(1, BATCH_BYTES // max(1, per_image))
 
 
