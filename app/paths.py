@@ -38,8 +38,9 @@ VARIANT_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,39}$")
 
 # Graph kinds exported per (model, weights): forward with taps in both BN modes, forward with
 # the taps reduced in-graph to what an analysis needs (both BN modes), the bare forward
-# (logits only, for benchmarks), the hand-written backward in both BN modes, and the lesion
-# forward (per-image factors on every residual branch).
+# (logits only, for benchmarks), the hand-written backward in both BN modes, the lesion
+# forward (per-image factors on every residual branch), and the explain graph in both BN modes
+# (class activation maps at every layer and the input gradient of one class score).
 GRAPH_FILES = {
     "running": "running.onnx",
     "batch": "batch.onnx",
@@ -49,10 +50,22 @@ GRAPH_FILES = {
     "grad-running": "grad-running.onnx",
     "grad-batch": "grad-batch.onnx",
     "lesion": "lesion.onnx",
+    "explain-running": "explain-running.onnx",
+    "explain-batch": "explain-batch.onnx",
 }
 
 # What an export writes by default and a server needs: everything except ``bare`` (benchmarks).
-SERVING_GRAPHS = ("running", "batch", "stats-running", "stats-batch", "grad-running", "grad-batch", "lesion")
+SERVING_GRAPHS = (
+    "running",
+    "batch",
+    "stats-running",
+    "stats-batch",
+    "grad-running",
+    "grad-batch",
+    "lesion",
+    "explain-running",
+    "explain-batch",
+)
 
 # The stats graph holds ~8 reduction nodes per tap: for ResNet-1202 (3,600 taps) its export
 # takes many minutes, so models with more taps are analysed through the tap graph instead.

@@ -59,7 +59,8 @@ def image_by_id(store: StoreDep, image_id: str) -> bytes:
         raise RequestError(str(exc.args[0])) from None
 
 
-def _int(fields: dict[str, str], key: str, default: int) -> int:
+def int_field(fields: dict[str, str], key: str, default: int) -> int:
+    """An integer request field (query or form), or ``default``; RequestError if it is not an integer."""
     try:
         return int(fields.get(key, default))
     except ValueError:
@@ -83,7 +84,7 @@ async def analyze_images(name: ModelName, request: Request, service: ServiceDep,
         weights=fields.get("weights"),
         gates=fields.get("gates"),
         bn=fields.get("bn"),
-        k=_int(fields, "k", 8),
+        k=int_field(fields, "k", 8),
         feature_maps=fields.get("feature_maps", "blocks"),
         sections=fields.get("sections"),
     )

@@ -22,7 +22,8 @@ from app.runtime.service import Payload, RequestError
 router = APIRouter(tags=["gradients"])
 
 
-def _target(fields: dict[str, str]) -> int | None:
+def target_field(fields: dict[str, str]) -> int | None:
+    """The ``target`` field: a class index, or None for the predicted class (absent, empty or 'predicted')."""
     raw = fields.get("target")
     if raw in (None, "", "predicted"):
         return None
@@ -58,7 +59,7 @@ async def model_gradients(name: ModelName, request: Request, service: ServiceDep
         weights=fields.get("weights"),
         gates=fields.get("gates"),
         bn=fields.get("bn"),
-        target=_target(fields),
+        target=target_field(fields),
     )
     return payload_response(request, payload)
 
@@ -81,7 +82,7 @@ async def model_lesion(name: ModelName, request: Request, service: ServiceDep, s
         blobs[0],
         weights=fields.get("weights"),
         gates=fields.get("gates"),
-        target=_target(fields),
+        target=target_field(fields),
     )
     return payload_response(request, payload)
 

@@ -1,4 +1,4 @@
-"""Command line: resviz serve | models | export | weights | analyze | gradients | images | train | chapter.
+"""Command line: resviz serve | models | export | weights | analyze | gradients | explain | images | train | chapter.
 
 Each subcommand lives in one module of this package (``models``, ``analysis``, ``serve``, ``chapter``),
 which adds its parser with ``add(sub)``; ``main`` parses and runs.

@@ -1,4 +1,4 @@
-"""``resviz analyze`` and ``resviz gradients``: the API's JSON for images on the command line."""
+"""``resviz analyze``, ``resviz gradients`` and ``resviz explain``: the API's JSON for images on the command line."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from app.cli.errors import CLIError
-from app.specs import SPECS
+from app.specs import CAM_METHODS, INPUT_METHODS, SPECS
 
 
 def _service(models_dir: Path):  # noqa: ANN202
@@ -129,6 +129,50 @@ def cmd_gradients(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_explain(args: argparse.Namespace) -> int:
+    """Print a class activation or saliency map (the same JSON as POST /api/models/NAME/explain)."""
+    from app.runtime.registry import ExportError, UnknownModelError
+    from app.runtime.service import RequestError
+
+    service, blobs, variant = _cli_request(args)
+    if len(blobs) != 1:
+        raise CLIError("explain takes exactly one image")
+    try:
+        payload = service.explain(
+            args.model,
+            blobs[0],
+            weights=variant,
+            gates=args.gates,
+            bn=args.bn,
+            target=args.target,
+            method=args.method,
+            layer=args.layer,
+            overlays=args.overlays == "true",
+            **{k: v for k, v in (("samples", args.samples), ("steps", args.steps)) if v is not None},
+        )
+    except (RequestError, UnknownModelError, ExportError) as exc:
+        raise CLIError(str(exc)) from None
+    if args.json:
+        sys.stdout.write(payload.body.decode() + "\n")
+        return 0
+    result = json.loads(payload.body)
+    p = _num(result["probability"])
+    print(
+        f"{result['method']} for class {result['target']} ({result['target_label']}, {result['target_source']}), p {p}"
+    )
+    for entry in result["layers"]:
+        lo, hi = entry["range"]
+        h, w = entry["map_shape"]
+        print(f"  {entry['layer']:<10} {h:>4} x {w:<4} range {_num(lo)} .. {_num(hi)}")
+    if "completeness" in result["params"]:
+        c = result["params"]["completeness"]
+        total, diff = _num(c["attribution_sum"]), _num(c["score_difference"])
+        print(f"completeness: sum of attributions {total}, S(x) - S(baseline) {diff}")
+    for note in result.get("notes", []):
+        print(f"note: {note}")
+    return 0
+
+
 def _request_args(s: argparse.ArgumentParser) -> None:
     """The arguments ``analyze`` and ``gradients`` share: images, model, weights, gates, BN mode."""
     s.add_argument("images", nargs="+")
@@ -139,7 +183,7 @@ def _request_args(s: argparse.ArgumentParser) -> None:
 
 
 def add(sub: argparse._SubParsersAction) -> None:
-    """The ``analyze`` and ``gradients`` subcommands."""
+    """The ``analyze``, ``gradients`` and ``explain`` subcommands."""
     s = sub.add_parser("analyze", help="analyse images, printing the API's JSON")
     _request_args(s)
     s.add_argument("--k", type=int, default=8, help="feature-map channels per layer")
@@ -153,3 +197,17 @@ def add(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--lesion", action="store_true", help="remove each residual branch in turn instead")
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=cmd_gradients)
+
+    s = sub.add_parser("explain", help="a class activation or saliency map of an image, printing the API's JSON")
+    _request_args(s)
+    methods = ", ".join(CAM_METHODS + INPUT_METHODS)
+    s.add_argument("--method", default=CAM_METHODS[0], help=f"one of {methods} (default: %(default)s)")
+    s.add_argument(
+        "--layer", default=None, help="'all', the stem's tap or a block such as layer3.8 (default: the last)"
+    )
+    s.add_argument("--target", type=int, default=None, help="class index (default: the predicted top-1)")
+    s.add_argument("--samples", type=int, default=None, help="SmoothGrad's noisy copies (default 16)")
+    s.add_argument("--steps", type=int, default=None, help="integrated gradients' steps (default 32)")
+    s.add_argument("--overlays", choices=["true", "false"], default="true", help="per-layer overlays with --layer all")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=cmd_explain)

@@ -314,12 +314,32 @@ def export_gradient_graph(model: ResNet, bn_mode: str, path: Path, *, input_size
     """
     graph = GradientGraph(model, bn_mode)
     names = graph.output_names()
+    export_tape_graph(graph, model, names, ["logits"], Path(path), input_size)
+    return names
+
+
+def export_tape_graph(
+    graph: nn.Module,
+    model: ResNet,
+    names: list[str],
+    batch_outputs: list[str],
+    path: Path,
+    input_size: int | None,
+    keep_bn: bool = False,
+) -> None:
+    """Export a hand-written backward module of ``model`` (inputs image, gates, target) to one .onnx file.
+
+    ``image``, ``target`` and the outputs ``batch_outputs`` get a dynamic batch axis; the spatial size
+    is fixed at ``input_size`` (the spec's by default). ``keep_bn`` keeps the exporter from folding a
+    running-statistics BN into the conv before it (a folded copy of the kernel in the file): ONNX
+    Runtime folds it when it loads the graph.
+    """
     size = input_size or model.spec.input_size
     image = torch.zeros(2, 3, size, size)
     gates = torch.ones(model.spec.num_blocks)
     target = torch.zeros(2, dtype=torch.int64)
-    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    dynamic = {n: {0: "batch"} for n in ("image", "target", *batch_outputs)}
     # The exporter puts the wrapper in eval mode and back into its (train) mode afterwards, which
     # would reach into ``model``: note every module's flag and restore it.
     modes = [(m, m.training) for m in model.modules()]
@@ -330,18 +350,20 @@ def export_gradient_graph(model: ResNet, bn_mode: str, path: Path, *, input_size
             # The kernel flips (Slice with step -1) stay in the graph on purpose: ONNX Runtime folds
             # them when it loads the graph, and the file does not carry a flipped copy of each weight.
             warnings.filterwarnings("ignore", "Constant folding - Only steps=1", UserWarning)
+            # PRESERVE on modules in eval mode exports inference BN; folding constants is what we want.
+            warnings.filterwarnings("ignore", "It is recommended that constant folding be turned off", UserWarning)
             torch.onnx.export(
                 graph,
                 (image, gates, target),
                 str(path),
                 input_names=["image", "gates", "target"],
                 output_names=names,
-                dynamic_axes={"image": {0: "batch"}, "target": {0: "batch"}, "logits": {0: "batch"}},
+                dynamic_axes=dynamic,
                 opset_version=OPSET,
                 do_constant_folding=True,
                 dynamo=False,
+                **({"training": torch.onnx.TrainingMode.PRESERVE} if keep_bn else {}),
             )
     finally:
         for m, training in modes:
             m.training = training
-    return names

@@ -61,13 +61,23 @@ def conv_forward(conv: nn.Conv2d, x: Tensor) -> Tensor:
     return F.conv2d(x, conv.weight, None, conv.stride, conv.padding, conv.dilation, conv.groups)
 
 
+def flips_kernel(conv: nn.Conv2d) -> bool:
+    """Whether :func:`conv_input_grad` runs ``conv``'s backward as a plain convolution with the kernel flipped.
+
+    Then a constant ``scale`` folded into the kernel stays a node after the flip (a Slice the exporter does
+    not fold), which ONNX Runtime folds when it loads the graph: the file carries no scaled copy of the kernel.
+    """
+    (kh, kw), (ph, pw) = conv.kernel_size, conv.padding
+    return tuple(conv.stride) == (1, 1) and kh - 1 - ph >= 0 and kw - 1 - pw >= 0
+
+
 def conv_input_grad(conv: nn.Conv2d, dz: Tensor, x: Tensor, scale: Tensor | None = None) -> Tensor:
     """dL/dx of a convolution for output gradient ``scale * dz``: the transposed convolution, padded out to x's shape.
 
     ``scale`` (Cout,), a constant, is folded into the kernel.
     """
     (kh, kw), (sh, sw), (ph, pw) = conv.kernel_size, conv.stride, conv.padding
-    if (sh, sw) == (1, 1) and kh - 1 - ph >= 0 and kw - 1 - pw >= 0:
+    if flips_kernel(conv):
         # Stride 1: the transposed convolution is a plain convolution with the kernel flipped and
         # its in/out channels swapped (ONNX Runtime's Conv is much faster than its ConvTranspose).
         w = conv.weight.flip(2, 3).transpose(0, 1)  # (Cin, Cout, kh, kw), a constant
@@ -79,10 +89,38 @@ def conv_input_grad(conv: nn.Conv2d, dz: Tensor, x: Tensor, scale: Tensor | None
         # results spread back to the sampled positions.
         d = F.conv2d(dz, w.transpose(0, 1))  # (N, Cin, OH, OW)
         return _spread(d, sh, int(x.shape[2]), int(x.shape[3]))
+    return conv_transpose_grad(conv, dz, x, w)
+
+
+def shared_kernel_input_grad(conv: nn.Conv2d, dz: Tensor, x: Tensor, scale: Tensor | None = None) -> Tensor:
+    """:func:`conv_input_grad` with no kernel of its own in the file: each derived from ``conv.weight`` in the graph.
+
+    A derived kernel (transposed, scaled) starts with a flip, a Slice the exporter does not fold and ONNX
+    Runtime folds when it loads the graph (a 1x1 kernel's flip changes nothing but keeps the transpose out
+    of the file); strided k x k convolutions run as one transposed convolution of ``scale * dz`` with the
+    weight as it is. The graph's file then refers to the model's own weights only.
+    """
+    if flips_kernel(conv):
+        return conv_input_grad(conv, dz, x, scale)
+    (kh, kw), (sh, sw), (ph, pw) = conv.kernel_size, conv.stride, conv.padding
+    if (kh, kw) == (1, 1) and (ph, pw) == (0, 0) and sh == sw:
+        w = conv.weight.flip(2, 3).transpose(0, 1)  # (Cin, Cout, 1, 1)
+        w = w if scale is None else w * scale.view(1, -1, 1, 1)
+        return _spread(F.conv2d(dz, w), sh, int(x.shape[2]), int(x.shape[3]))
+    return conv_transpose_grad(conv, dz if scale is None else dz * channel_view(scale), x)
+
+
+def conv_transpose_grad(conv: nn.Conv2d, dz: Tensor, x: Tensor, w: Tensor | None = None) -> Tensor:
+    """dL/dx of a convolution as one transposed convolution with its kernel ``w`` (default ``conv.weight``) as it is.
+
+    The kernel needs no flip or transpose: the file refers to the model's own weight.
+    """
+    (kh, kw), (sh, sw), (ph, pw) = conv.kernel_size, conv.stride, conv.padding
     oh, ow = dz.shape[2], dz.shape[3]
     # A strided conv drops the last rows/columns when (H + 2p - k) % s != 0: restore them.
     pad_h = int(x.shape[2]) - ((int(oh) - 1) * sh - 2 * ph + kh)
     pad_w = int(x.shape[3]) - ((int(ow) - 1) * sw - 2 * pw + kw)
+    w = conv.weight if w is None else w
     return F.conv_transpose2d(dz, w, None, (sh, sw), (ph, pw), (pad_h, pad_w))  # (N, Cin, H, W)
 
 

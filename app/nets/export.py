@@ -2,8 +2,9 @@
 
 For one model and one set of weights we write, under ``models/<name>/<weights>/``:
 ``running.onnx`` and ``batch.onnx`` (logits + every tap, BN with running or batch statistics),
-``grad-running.onnx`` and ``grad-batch.onnx`` (the hand-written backward), and
-``manifest.json``. ``bare.onnx`` (logits only) is written on demand for benchmarks.
+``grad-running.onnx`` and ``grad-batch.onnx`` (the hand-written backward),
+``explain-running.onnx`` and ``explain-batch.onnx`` (class activation maps and the input gradient),
+and ``manifest.json``. ``bare.onnx`` (logits only) is written on demand for benchmarks.
 
 The graphs of one model share its weights: every tensor of at least ``EXTERNAL_MIN_BYTES`` lives once
 in the directory's weights file (``weights-<token>.bin``, each distinct tensor's bytes once, keyed by
@@ -90,14 +91,17 @@ def _export(module: nn.Module, args: tuple, inputs: list[str], outputs: list[str
     return onnx.load_from_string(buf.getvalue())
 
 
-def _export_gradient(model: ResNet, bn_mode: str, out_dir: Path) -> onnx.ModelProto:
-    """The hand-written backward graph of ``model`` with its weights inline."""
+def _export_backward(model: ResNet, kind: str, out_dir: Path) -> onnx.ModelProto:
+    """A hand-written backward graph of ``model`` (``grad-<bn>`` or ``explain-<bn>``) with its weights inline."""
     from app.nets.backward import export_gradient_graph
+    from app.nets.explain import export_explain_graph
 
+    graph, bn_mode = kind.split("-", 1)
+    write = export_explain_graph if graph == "explain" else export_gradient_graph
     out_dir.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix=".grad-", dir=out_dir) as tmp:
+    with tempfile.TemporaryDirectory(prefix=f".{graph}-", dir=out_dir) as tmp:
         path = Path(tmp) / "graph.onnx"
-        export_gradient_graph(model, bn_mode, path)
+        write(model, bn_mode, path)
         return onnx.load(str(path))
 
 
@@ -254,7 +258,7 @@ def _resume(model: ResNet, variant: str, source: str, sha: str | None, out_dir: 
 
 
 def _graph_proto(model: ResNet, kind: str, image: Tensor, gates: Tensor, out_dir: Path) -> onnx.ModelProto:
-    """One graph of ``model`` (a kind of ``GRAPH_FILES``: tap, bare, stats, lesion or gradient), exported in memory."""
+    """One graph of ``model`` (a kind of ``GRAPH_FILES``: tap, bare, stats, lesion, gradient or explain), in memory."""
     if kind == "lesion":
         branch = torch.ones(1, model.spec.num_blocks)
         return _export(LesionGraph(model), (image, gates, branch), ["image", "gates", "branch"], ["logits"])
@@ -264,6 +268,8 @@ def _graph_proto(model: ResNet, kind: str, image: Tensor, gates: Tensor, out_dir
     if kind in ("running", "batch", "bare"):
         graph = TapGraph(model, "batch" if kind == "batch" else "running", taps=kind != "bare")
         return _export(graph, (image, gates), ["image", "gates"], ["logits", *graph.tap_names])
-    proto = _export_gradient(model, kind.split("-", 1)[1], out_dir)
+    if not kind.startswith(("grad-", "explain-")):
+        raise ValueError(f"unknown graph kind {kind!r}")
+    proto = _export_backward(model, kind, out_dir)
     model.eval()  # the exporter restores its fresh wrapper's train mode onto our model
     return proto

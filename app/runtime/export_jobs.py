@@ -23,7 +23,18 @@ except ImportError:  # not on a POSIX system: exports are not serialised across 
 START_PAGE, DEFAULTS, USER = 0, 1, 2
 PRIORITY_NAMES = {START_PAGE: "start page", DEFAULTS: "default model", USER: "requested"}
 # What an analysis needs first (the manifest comes with the first graph): then the rest.
-GRAPH_ORDER = ("running", "stats-running", "batch", "stats-batch", "grad-running", "lesion", "grad-batch", "bare")
+GRAPH_ORDER = (
+    "running",
+    "stats-running",
+    "batch",
+    "stats-batch",
+    "grad-running",
+    "lesion",
+    "grad-batch",
+    "explain-running",
+    "explain-batch",
+    "bare",
+)
 ANALYSIS_GRAPHS = ("running", "stats-running")
 # Relative cost of each graph's export (measured: the backward graphs take about twice the forward).
 GRAPH_COST = {
@@ -33,6 +44,8 @@ GRAPH_COST = {
     "stats-batch": 2.0,
     "grad-running": 2.6,
     "grad-batch": 2.6,
+    "explain-running": 2.0,
+    "explain-batch": 2.0,
     "lesion": 0.6,
     "bare": 0.8,
 }

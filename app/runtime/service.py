@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import orjson
 
-from app.runtime import chartstats
+from app.runtime import chartstats, explain
 from app.runtime import gradients as grad
 from app.runtime.admission import FollowUp, Job
 from app.runtime.analysis import analyze, complete, feature_map, run_taps, summarize
@@ -238,6 +238,52 @@ class AnalysisService:
 
         return Job(key, run, cost=f"grad:{name}")
 
+    def explain_job(
+        self,
+        name: str,
+        blob: bytes,
+        *,
+        weights: str | None = None,
+        gates: str | None = None,
+        bn: str | None = None,
+        target: int | None = None,
+        method: str | None = None,
+        layer: str | None = None,
+        samples: int = explain.SAMPLES[2],
+        steps: int = explain.STEPS[2],
+        overlays: bool = True,
+    ) -> Job:
+        """Class activation or saliency map JSON for one image (keyed by what changes the answer)."""
+        model, g, mode = self.prepare_request(name, weights, gates, bn)
+        method = method or explain.CAM_METHODS[0]
+        try:
+            used, _ = explain.check(model.manifest, method, layer, target, mode, samples, steps)
+        except ValueError as exc:
+            raise RequestError(str(exc)) from None
+        sha = sha256_bytes(blob)
+        key = (
+            "explain",
+            sha,
+            model.key,
+            g.tobytes(),
+            mode,
+            target,
+            method,
+            layer,
+            samples if method == "smoothgrad" else None,
+            steps if method == "ig" else None,
+            overlays or used != explain.ALL,
+        )
+
+        def run() -> Payload:
+            options = {"samples": samples, "steps": steps, "overlays": overlays}
+            result = explain.explain(
+                self.registry, model, self.images(model, [blob]), g, mode, target, method, layer, **options
+            )
+            return Payload.of({**result, "image": sha})
+
+        return Job(key, run, cost=f"explain:{name}:{method}")
+
     def lesion_job(self, name: str, blob: bytes, *, weights: str | None, gates: str | None, target: int | None) -> Job:
         """Lesion-study JSON for one image."""
         model, g, _ = self.prepare_request(name, weights, gates, "running")
@@ -301,6 +347,10 @@ class AnalysisService:
     def gradients(self, name: str, blobs: list[bytes], **options: Any) -> Payload:
         """``gradients_job`` run here (cached)."""
         return self.compute(self.gradients_job(name, blobs, **options))
+
+    def explain(self, name: str, blob: bytes, **options: Any) -> Payload:
+        """``explain_job`` run here (cached)."""
+        return self.compute(self.explain_job(name, blob, **options))
 
     def lesion(self, name: str, blob: bytes, **options: Any) -> Payload:
         """``lesion_job`` run here (cached)."""

@@ -25,7 +25,17 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-KINDS = ("running", "batch", "stats-running", "stats-batch", "grad-running", "grad-batch", "lesion")
+KINDS = (
+    "running",
+    "batch",
+    "stats-running",
+    "stats-batch",
+    "grad-running",
+    "grad-batch",
+    "lesion",
+    "explain-running",
+    "explain-batch",
+)
 TOKEN = "fuzz-admin-token"
 EXAMPLES = int(os.environ.get("RESVIZ_FUZZ_EXAMPLES", "15"))  # generated requests per operation, plus explicit ones
 # Operations whose error statuses the schema does not list yet (app/api/embed.py declares its own routes).

@@ -78,6 +78,8 @@ def _feeds(sess: ort.InferenceSession, seed: int = 0) -> dict[str, np.ndarray]:
             feeds[i.name] = rng.uniform(0, 1, (2, 9)).astype(np.float32)
         elif i.name == "target":
             feeds[i.name] = np.array([3, 7], np.int64)
+        elif i.name == "depth":  # the explain graph's levels: 0 runs every one
+            feeds[i.name] = np.array(0, np.int64)
         else:
             raise AssertionError(f"unexpected input {i.name}")
     return feeds

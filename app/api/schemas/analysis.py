@@ -334,3 +334,52 @@ class CollapseTable(Open):
     bn: str
     images: list[str] = Field(description="Names of the samples used.")
     rows: list[CollapseRow]
+
+
+# ---------------------------------------------------------------- class activation and saliency maps
+
+
+class ExplainLayer(Open):
+    """One layer's map: at the layer's own resolution, before upsampling and before any normalisation."""
+
+    layer: str = Field(description="The layer id: the stem's tap (`relu`, `maxpool`), a block (`layer3.8`) or `input`.")
+    stage: int = Field(description="The layer's stage (0 for the stem and the input).")
+    map_shape: list[int] = Field(description="[h, w] of the map.")
+    map: list[list[Num]] = Field(description="The map, row by row (null where it is not finite).")
+    range: list[Num] = Field(description="[min, max] of the map's finite values.")
+    overlay_png: str | None = Field(
+        description="The map upsampled bilinearly to the input, normalised by its range, coloured (viridis) and "
+        "blended at 0.5 over the input, as a PNG data URI; null when `overlays=false` with `layer=all`."
+    )
+
+
+class Explanation(Open):
+    """A class activation map (Grad-CAM, Grad-CAM++, HiResCAM, LayerCAM) or a saliency map (saliency, SmoothGrad,
+    integrated gradients) of one image for the class score S = logits[target] (before the softmax)."""
+
+    model: GradModel
+    method: str = Field(description="`gradcam`, `gradcampp`, `hirescam`, `layercam`, `saliency`, `smoothgrad` or `ig`.")
+    target: int = Field(description="The class whose score is explained.")
+    target_label: str
+    target_source: str = Field(description="`predicted top-1` or `chosen`.")
+    probability: Num = Field(description="Softmax probability of the target class.")
+    score: Num = Field(description="The target class's logit S (the score the maps explain).")
+    gates: list[float]
+    bn: str
+    input_shape: list[int] = Field(description="[H, W] of the model's input.")
+    input_png: str = Field(description="The model's input as the network sees it (the un-normalised crop), PNG.")
+    layer: str = Field(description="The layer id, `input` for saliency, smoothgrad and ig, or `all`.")
+    map_shape: list[int] | None = Field(None, description="A single layer's [h, w] (absent for `all`).")
+    map: list[list[Num]] | None = Field(None, description="A single layer's map (absent for `all`).")
+    range: list[Num] | None = Field(None, description="A single layer's [min, max] (absent for `all`).")
+    overlay_png: str | None = Field(None, description="A single layer's overlay (absent for `all`).")
+    layers: list[ExplainLayer] = Field(
+        description="One entry for a single layer; for `all`, the stem and every block in forward order."
+    )
+    params: dict[str, Any] = Field(
+        description="Method parameters used: SmoothGrad's `samples`, `sigma`, `seed`; integrated gradients' `steps` "
+        "and `completeness` (the attributions' sum against S(x) - S(baseline))."
+    )
+    colormap: str
+    image: str = Field(description="sha256 of the image.")
+    notes: list[str]

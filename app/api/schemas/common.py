@@ -114,7 +114,7 @@ WEIGHTS = "Weights variant: `init`, `trained`, `plain` or an imported one such a
 GATES = "Shortcut gates: `all-on` (the ResNet, default), `all-off` (its plain twin) or one number in [0, 1] per block."
 BN = "Batch norm with `running` statistics (default) or the current `batch`'s."
 IMAGE_ID = "A stored image's id (64 hex, from `POST /api/images`) or a built-in sample's; may repeat."
-TARGET = "Class index for the loss, or `predicted` (default: the top-1 class of each image)."
+TARGET = "Class index for the loss (or the explained score), or `predicted` (default: the top-1 class of each image)."
 STR = {"type": "string"}
 
 IMAGE_FIELDS: dict[str, tuple[dict[str, Any], str]] = {
@@ -138,6 +138,43 @@ ANALYZE_FIELDS = {
 TARGET_FIELD = {"target": ({"oneOf": [{"type": "integer", "minimum": 0}, {"const": "predicted"}]}, TARGET)}
 GRADIENT_FIELDS = {**IMAGE_FIELDS, "bn": ANALYZE_FIELDS["bn"], **TARGET_FIELD}
 LESION_FIELDS = {**IMAGE_FIELDS, **TARGET_FIELD}
+
+
+def _explain_fields() -> dict[str, tuple[dict[str, Any], str]]:
+    """The fields of ``POST /api/models/{name}/explain``, with the runtime's own choices and limits."""
+    from app.runtime import explain
+
+    def bounded(limits: tuple[int, int, int]) -> dict[str, Any]:
+        return {"type": "integer", "minimum": limits[0], "maximum": limits[1], "default": limits[2]}
+
+    return {
+        **GRADIENT_FIELDS,
+        "method": (
+            {"type": "string", "enum": list(explain.METHODS), "default": explain.CAM_METHODS[0]},
+            "Class activation maps `gradcam`, `gradcampp`, `hirescam`, `layercam` (at a layer), or maps at the "
+            "input: `saliency` (max_c |dS/dx|), `smoothgrad`, `ig` (integrated gradients from a black image).",
+        ),
+        "layer": (
+            STR,
+            "For the CAMs: `all` (the stem and every block), the stem's tap (`relu`, `maxpool`) or a block such "
+            "as `layer3.8`; default: the last block. The input methods map the input.",
+        ),
+        "samples": (
+            bounded(explain.SAMPLES),
+            "SmoothGrad's noisy copies.",
+        ),
+        "steps": (
+            bounded(explain.STEPS),
+            "Integrated gradients' steps (midpoint rule).",
+        ),
+        "overlays": (
+            {"type": "boolean", "default": True},
+            "With `layer=all`: `false` leaves the per-layer overlay PNGs out (null).",
+        ),
+    }
+
+
+EXPLAIN_FIELDS = _explain_fields()
 
 
 def image_operation(fields: dict[str, tuple[dict[str, Any], str]], max_images: str) -> dict[str, Any]:
