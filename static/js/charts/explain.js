@@ -126,11 +126,17 @@ const MEANS = {
   layercam: () =>
     'the positive part of the class score’s gradient times the activation at every position, summed over channels; it keeps more detail than Grad-CAM at the shallow, high-resolution layers',
   saliency: () =>
-    'the size of the gradient of the class score (before the softmax) with respect to each input pixel: which pixels a small change would most move the score',
-  smoothgrad: ({ samples }) =>
-    `the input gradient averaged over n = ${samples} copies of the image with Gaussian noise added, which removes much of the plain gradient’s speckle`,
-  ig: ({ steps }) =>
-    `the gradient averaged along a straight path from a baseline image to the input (m = ${steps} steps), times the difference between the input and the baseline; the attributions add up to the change of the class score from the baseline to the input`,
+    'the size of the gradient of the class score (before the softmax) with respect to each input pixel, the largest over its colour channels: which pixels a small change would most move the score',
+  smoothgrad: ({ samples, params }) =>
+    `that saliency averaged over n = ${samples} copies of the image with Gaussian noise added${finite(params.sigma_fraction) ? ` (standard deviation ${num(100 * params.sigma_fraction)}% of the input’s range)` : ''}, which removes much of the plain gradient’s speckle`,
+  ig: ({ steps, params }) => {
+    const from = params.baseline ? `a ${params.baseline} image` : 'a baseline image';
+    const c = params.completeness || {};
+    const check = finite(c.attribution_sum) && finite(c.score_difference)
+      ? ` (here they add up to ${num(c.attribution_sum)} for a change of ${num(c.score_difference)})`
+      : '';
+    return `the class score’s gradient averaged along the straight path from ${from} to the input (m = ${steps} steps), times the difference between the input and that image; the map shows the size of these attributions, summed over colour channels, and the attributions themselves add up to the change of the score from ${from} to the input${check}`;
+  },
 };
 
 function overlayCaption(ex, m, sel) {
@@ -138,7 +144,11 @@ function overlayCaption(ex, m, sel) {
   const [H, W] = ex.input_shape;
   const [h, w] = m.map_shape;
   const params = ex.params || {};
-  const counts = { samples: params.samples ?? sel.samples ?? EXPLAIN_DEFAULTS.samples, steps: params.steps ?? sel.steps ?? EXPLAIN_DEFAULTS.steps };
+  const counts = {
+    samples: params.samples ?? sel.samples ?? EXPLAIN_DEFAULTS.samples,
+    steps: params.steps ?? sel.steps ?? EXPLAIN_DEFAULTS.steps,
+    params,
+  };
   const where = method.cam ? `at ${m.layer}` : 'at the input';
   let text = `${method.name} (${method.cite}) ${where} for ${classText(ex)}: ${MEANS[method.id](counts)}. `;
   if (method.cam && h === H && w === W) {
@@ -153,7 +163,7 @@ function overlayCaption(ex, m, sel) {
   if (zero) text += 'The map is zero everywhere: nothing at this layer raises the class score. ';
   else if (signed) text += 'Red raises the class score, blue lowers it; colours are shares of the largest |value|. ';
   else text += `Colours are shares of the map’s largest value (${num(m.range[1])}). `;
-  text += 'It is not a segmentation and not a causal proof: it shows where the class score is sensitive to the network’s activations, not what the network “looks at”. ';
+  text += `It is not a segmentation and not a causal proof: it shows where the class score is sensitive to ${method.cam ? 'the layer’s activations' : 'the pixels'}, not what the network “looks at”. `;
   text += gatesText(ex.gates);
   if (ex.bn === 'batch') text += 'BN uses batch statistics. ';
   const missing = countMissing(m.map);

@@ -26,13 +26,10 @@ export const SELECTION_COLOR = 'rgba(255, 196, 0, 0.25)';
 export const SELECTION_LINE = '#d19b00';
 export const GRID_COLOR = '#e6e6e6';
 
-// Explanation maps (charts/explain.js): a dark-to-bright scale (inferno) for maps that are >= 0 (CAMs,
-// gradient sizes) and a diverging one for signed maps (Integrated Gradients: blue lowers the class
-// score, red raises it).
-export const MAP_COLORSCALE = [
-  [0, '#000004'], [0.15, '#2a0b57'], [0.3, '#65156e'], [0.45, '#9f2a63'], [0.6, '#d44842'],
-  [0.75, '#f57d15'], [0.9, '#fac127'], [1, '#fcffa4'],
-];
+// Explanation maps (charts/explain.js): maps that are >= 0 (CAMs, gradient sizes) on the feature maps'
+// scale (the explain endpoint's overlay PNGs use it too); a diverging one for a signed map (blue lowers
+// the class score, red raises it).
+export const MAP_COLORSCALE = 'Viridis';
 export const SIGNED_COLORSCALE = [[0, '#2166ac'], [0.25, '#67a9cf'], [0.5, '#f7f7f7'], [0.75, '#ef8a62'], [1, '#b2182b']];
 
 export const stageColor = (stage) => STAGE_COLORS[stage % STAGE_COLORS.length];

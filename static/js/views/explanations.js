@@ -60,7 +60,8 @@ export function bind(app) {
     const opacity = Number(e.target.value);
     app.update({ opacity });
     $('cam-opacity-value').textContent = `${Math.round(100 * opacity)}%`;
-    if (shown) drawOverlay(shown, opacity);
+    // only the map of the analysis on screen (none while another model or image loads)
+    if (shown && app.analysis && shown.key.startsWith(`${app.akey}|`)) drawOverlay(shown, opacity);
   });
 }
 
@@ -103,7 +104,7 @@ function fillTargetSelect(app, answer) {
   const key = `${app.manifest.name}|${names.length}|${predicted ? predicted.target : ''}`;
   if (select.dataset.key !== key) {
     const first = new Option(
-      predicted ? `${predicted.target_label} (class ${predicted.target}): predicted with the current switches` : 'the class predicted with the current switches',
+      predicted ? `${predicted.target_label} (class ${predicted.target}), the prediction` : 'the predicted class',
       '',
     );
     select.replaceChildren(first, ...names.map((n, i) => new Option(`${n} (class ${i})`, String(i))));
