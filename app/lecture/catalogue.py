@@ -201,12 +201,13 @@ def explain_layer(manifest: dict, sel: Selection) -> str:
 def explain_options(sel: Selection, layer: str) -> dict:
     """The explain request of a selection at ``layer`` (as ``explainParams`` in static/js/charts/explain.js).
 
-    samples and steps matter to one method each; the others send the defaults.
+    An input method's map is at the input whatever the layer; samples and steps matter to one method each,
+    the others send the defaults.
     """
     method = sel.method
     return {
         "method": method,
-        "layer": layer,
+        "layer": layer if method in CAM_METHODS else "input",
         "target": sel.target,
         "samples": sel.samples if method == "smoothgrad" else EXPLAIN_DEFAULTS["samples"],
         "steps": sel.steps if method == "ig" else EXPLAIN_DEFAULTS["steps"],

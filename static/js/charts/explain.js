@@ -16,6 +16,7 @@ export const METHODS = [
   { id: 'ig', name: 'Integrated Gradients', cam: false, cite: 'Sundararajan et al. 2017' },
 ];
 export const EXPLAIN_DEFAULTS = Object.freeze({ method: 'gradcam', opacity: 0.5, samples: 16, steps: 32 });
+const INPUT_LAYER = 'input'; // the layer an input method's map is at
 
 const methodOf = (id) => METHODS.find((m) => m.id === id) || METHODS[0];
 export const isCamMethod = (id) => methodOf(id).cam;
@@ -25,18 +26,18 @@ export const stripMethod = (id) => (isCamMethod(id) ? methodOf(id).id : EXPLAIN_
 // ------------------------------------------------------------ the requests a selection makes
 
 // The parameters of the map request for a selection {method, explain_layer, target, samples, steps}:
-// one rule for the Explore page, an embed and (as app/lecture/export.py's explain_options) an export.
-// samples and steps matter to one method each; the others send the defaults, so that changing them
-// does not make a new request for a method that ignores them.
+// one rule for the Explore page, an embed and (as explain_options in app/lecture/catalogue.py) an export.
+// An input method's map is at the input whatever layer is chosen; samples and steps matter to one method
+// each, the others send the defaults: changing what a method ignores makes no new request.
 export function explainParams(sel) {
-  const method = methodOf(sel.method || EXPLAIN_DEFAULTS.method).id;
+  const method = methodOf(sel.method || EXPLAIN_DEFAULTS.method);
   const chosen = sel.target !== '' && sel.target !== null && sel.target !== undefined;
   return {
-    method,
-    layer: sel.explain_layer,
+    method: method.id,
+    layer: method.cam ? sel.explain_layer : INPUT_LAYER,
     target: chosen ? String(sel.target) : 'predicted',
-    samples: method === 'smoothgrad' ? Number(sel.samples || EXPLAIN_DEFAULTS.samples) : EXPLAIN_DEFAULTS.samples,
-    steps: method === 'ig' ? Number(sel.steps || EXPLAIN_DEFAULTS.steps) : EXPLAIN_DEFAULTS.steps,
+    samples: method.id === 'smoothgrad' ? Number(sel.samples || EXPLAIN_DEFAULTS.samples) : EXPLAIN_DEFAULTS.samples,
+    steps: method.id === 'ig' ? Number(sel.steps || EXPLAIN_DEFAULTS.steps) : EXPLAIN_DEFAULTS.steps,
     overlays: false, // the browser lays the map over the input itself
   };
 }
@@ -50,9 +51,18 @@ export const stripParams = (sel) => ({ ...explainParams({ ...sel, method: stripM
 const finite = (v) => typeof v === 'number' && Number.isFinite(v);
 
 // A map divided by its largest value (its largest |value| when it has negative values), nulls kept;
-// zero: the map has no positive value to scale by (drawn as 0 everywhere).
-export function scaledMap(map, range) {
-  const [lo, hi] = (range || []).map((v) => (finite(v) ? v : 0));
+// zero: the map has no positive value to scale by (drawn as 0 everywhere). The scale is the sent map's own
+// extreme (the answer's `range` is that of the unrounded map, a few parts in a million away).
+export function scaledMap(map) {
+  let lo = 0;
+  let hi = 0;
+  for (const row of map) {
+    for (const v of row) {
+      if (!finite(v)) continue;
+      if (v < lo) lo = v;
+      if (v > hi) hi = v;
+    }
+  }
   const signed = lo < 0;
   const s = signed ? Math.max(-lo, Math.abs(hi)) : hi;
   const z = map.map((row) => row.map((v) => (finite(v) ? (s > 0 ? v / s : 0) : null)));
@@ -90,7 +100,7 @@ export function overlayFigure(ex, { opacity = EXPLAIN_DEFAULTS.opacity, samples,
   const [H, W] = ex.input_shape;
   const m = singleMap(ex);
   const [h, w] = m.map_shape;
-  const { z, signed } = scaledMap(m.map, m.range);
+  const { z, signed } = scaledMap(m.map);
   const method = methodOf(ex.method);
   const data = [
     { type: 'image', name: 'input', source: ex.input_png, x0: 0, y0: 0, dx: 1, dy: 1, hoverinfo: 'skip' },
@@ -159,7 +169,7 @@ function overlayCaption(ex, m, sel) {
   } else {
     text += `One value per input pixel (${shape([H, W])}). `;
   }
-  const { signed, zero } = scaledMap([], m.range);
+  const { signed, zero } = scaledMap(m.map);
   if (zero) text += 'The map is zero everywhere: nothing at this layer raises the class score. ';
   else if (signed) text += 'Red raises the class score, blue lowers it; colours are shares of the largest |value|. ';
   else text += `Colours are shares of the map’s largest value (${num(m.range[1])}). `;
@@ -276,7 +286,7 @@ export function stripFigure(strips, { layer, method } = {}) {
     for (const t of grid.tiles) {
       const l = byId.get(t.layer);
       if (!l) continue;
-      const { z: scaled, zero } = scaledMap(l.map, l.range);
+      const { z: scaled, zero } = scaledMap(l.map);
       const tile = tileOf(scaled, t.size);
       const label = `${t.layer} (${t.stage ? `stage ${t.stage}` : 'stem'}, ${shape(l.map_shape)})<br>max ${num(l.range?.[1])}`;
       for (let i = 0; i < t.size; i++) {
@@ -353,8 +363,10 @@ function stripCaption(strips, runs, grid, pageMethod) {
     text += 'Where the rows differ is what the shortcuts change. ';
     if ((a.gates || []).every((g) => g === 0)) text += 'The page’s switches are all off, so both rows show the same network. ';
   }
-  const zero = first.layers.filter((l) => scaledMap([], l.range).zero).map((l) => l.layer);
-  if (zero.length) text += `Marked (0): maps that are zero everywhere (${zero.slice(0, 4).join(', ')}${zero.length > 4 ? ', …' : ''}). `;
+  const zeros = runs.map((k) => strips[k].layers.filter((l) => scaledMap(l.map).zero).map((l) => l.layer));
+  const listed = (ids) => `${ids.slice(0, 4).join(', ')}${ids.length > 4 ? ', …' : ''}`;
+  const where = zeros.map((ids, i) => (ids.length ? `${listed(ids)} ${i ? 'in the bottom row' : 'in the top row'}` : '')).filter(Boolean);
+  if (where.length) text += `Marked (0): maps that are zero everywhere, no part of the layer raises the class score (${where.join('; ')}). `;
   const blank = runs.some((k) => strips[k].layers.some((l) => countMissing(l.map)));
   if (blank) text += 'Blank cells had no finite value. ';
   text += `Deep tiles are coarse (the smallest is ${sizes[sizes.length - 1]}): they can only point at regions. Not a segmentation, not a causal proof.`;
