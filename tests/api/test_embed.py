@@ -21,7 +21,7 @@ from app.main import create_app
 from app.runtime.store import ImageStore, StoreFullError
 from tests.conftest import png_bytes
 
-GRAPHS = ("running", "batch", "stats-running", "stats-batch", "grad-running", "grad-batch", "lesion")
+GRAPHS = ("running", "batch", "stats-running", "stats-batch", "grad-running", "grad-batch", "lesion", "explain-running")
 REQUIRED = {
     "activations",
     "histogram",
