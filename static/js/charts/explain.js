@@ -356,7 +356,10 @@ function stripCaption(strips, runs, grid, pageMethod) {
   if (pageMethod && !isCamMethod(pageMethod)) {
     text += `The strips show ${method.name} because ${methodOf(pageMethod).name} works at the input, not at a layer. `;
   }
-  text += `Each tile is scaled to its own maximum, so it shows where a layer’s evidence for the class lies, not how strong it is, and keeps its layer’s resolution (${sizes.join(', ')}; drawn as blocks). `;
+  const T = grid.tile;
+  const larger = sizes.filter((sz) => first.layers.some((l) => shape(l.map_shape) === sz && Math.max(...l.map_shape) > T));
+  text += `Each tile is scaled to its own maximum, so it shows where a layer’s evidence for the class lies, not how strong it is, and keeps its layer’s resolution (${sizes.join(', ')}; drawn as blocks`;
+  text += larger.length ? `, the ${larger.join(', ')} maps averaged to ${T}×${T}). ` : '). ';
   if (runs.length === 2) {
     const [a, b] = runs.map((k) => strips[k]);
     text += `Top: ${runTitle(runs[0], a).text} (p = ${num(a.probability, 3)}); bottom: the same weights with every shortcut off, explaining the same class (p = ${num(b.probability, 3)}). `;
