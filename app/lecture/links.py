@@ -79,14 +79,10 @@ class ChartLink:
             "range": self.sel.range if self.sel.range != "common" else "",
         }
         q["channel"] = "" if self.sel.channel is None else str(self.sel.channel)
-        if self.explains:
-            fields = self.explain_fields().items()
+        if self.explains:  # the explanation's parameters this chart takes (the strips have no opacity)
+            fields = [(k, v) for k, v in self.sel.explain_fields().items() if k in self.chart.params]
             q |= {k: "" if v is None or v == EXPLAIN_DEFAULTS.get(k) else str(v) for k, v in fields}
         return {k: v for k, v in q.items() if v}
-
-    def explain_fields(self) -> dict:
-        """The explanation's parameters this chart takes (the strips have no opacity)."""
-        return {k: v for k, v in self.sel.explain_fields().items() if k in self.chart.params}
 
     def describe(self) -> str:
         """One line naming the model, weights, image, gates and BN mode."""
@@ -117,7 +113,7 @@ def _count(q: dict[str, str], key: str) -> int:
     raw = (q.get(key) or "").strip()
     if not raw:
         return EXPLAIN_DEFAULTS[key]
-    if not raw.isdigit() or not 1 <= int(raw[:7]) <= MAX_COUNT:
+    if not raw.isdigit() or len(raw) > 4 or not 1 <= int(raw) <= MAX_COUNT:
         raise LinkError(400, f"{key} must be a whole number from 1 to {MAX_COUNT}, got {raw[:40]!r}")
     return int(raw)
 

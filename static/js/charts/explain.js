@@ -184,7 +184,7 @@ function overlayCaption(ex, m, sel) {
 
 // ------------------------------------------------------------ every layer, shortcuts on and off
 
-const STRIP_RUNS = ['residual', 'plain'];
+export const STRIP_RUNS = ['residual', 'plain']; // the page's switches, then every shortcut off
 const MAX_TILE = 32; // larger maps (ImageNet's 56×56) are averaged down to a tile of at most this many cells a side
 
 // Where each layer's tile goes: the stem and the blocks in forward order, in one row for up to 24 layers,

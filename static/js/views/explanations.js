@@ -13,13 +13,13 @@ import {
   stripBoxHeight,
   stripFigure,
   stripGrid,
+  STRIP_RUNS,
   stripParams,
   stripSelection,
 } from '../charts/explain.js';
 import { explainLayer, explainLayerIds } from '../charts/select.js';
 
 const $ = (id) => document.getElementById(id);
-const STRIP_RUNS = ['residual', 'plain'];
 let shown = null; // {key, answer, sel}: the map on screen, redrawn at once when the opacity moves
 let renderSeq = 0; // a newer render of this view wins: an older one finishing late draws nothing
 
@@ -60,10 +60,13 @@ export function bind(app) {
     const opacity = Number(e.target.value);
     app.update({ opacity });
     $('cam-opacity-value').textContent = `${Math.round(100 * opacity)}%`;
-    // only the map of the analysis on screen (none while another model or image loads)
-    if (shown && app.analysis && shown.key.startsWith(`${app.akey}|`)) drawOverlay(shown, opacity);
+    const current = onScreen(app);
+    if (current) drawOverlay(current, opacity);
   });
 }
+
+// The map on screen, if it belongs to the analysis on screen (none while another model or image loads).
+const onScreen = (app) => (shown && app.analysis && shown.key.startsWith(`${app.akey}|`) ? shown : null);
 
 function drawOverlay({ key, answer, sel }, opacity) {
   return draw($('chart-explain'), `${key}|${opacity}`, () => overlayFigure(answer, { opacity, samples: sel.samples, steps: sel.steps }));
@@ -134,7 +137,7 @@ export async function render(app) {
   const s = app.state;
   const sel = selection(app);
   syncControls(app, sel);
-  fillTargetSelect(app, shown?.answer);
+  fillTargetSelect(app, onScreen(app)?.answer);
   const akey = app.akey;
   const stale = () => akey !== app.akey || seq !== renderSeq;
   const base = `${s.model}|${s.weights}|${app.imageId}|${s.bn}`;
