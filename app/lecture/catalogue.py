@@ -7,13 +7,22 @@ those modules) all draw with them.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 ANALYZE = "POST /api/models/{model}/analyze"
 FEATUREMAP = "GET /api/models/{model}/featuremap"
 GRADIENTS = "POST /api/models/{model}/gradients"
 LESION = "POST /api/models/{model}/lesion"
 SWEEP = "GET /api/gradients/depth-sweep"
+EXPLAIN = "POST /api/models/{model}/explain"
+
+# The explain endpoint's methods: four class activation maps at a layer, three attributions at the input
+# (static/js/charts/explain.js: METHODS). Links are checked against these before anything is drawn.
+CAM_METHODS = ("gradcam", "gradcampp", "hirescam", "layercam")
+EXPLAIN_METHODS = (*CAM_METHODS, "saliency", "smoothgrad", "ig")
+EXPLAIN_DEFAULTS = {"method": "gradcam", "opacity": 0.5, "samples": 16, "steps": 32}
+EXPLAIN_PARAMS = ("method", "target", "samples", "steps")  # what an explain link adds to layer/block
+EXPLAIN_CHARTS = ("explain", "explain-strip")
 
 
 @dataclass(frozen=True)
@@ -110,6 +119,22 @@ CHARTS: dict[str, Chart] = {
             ("block",),
         ),
         Chart("prediction", "Top-5 prediction", "", "chart-prediction", (ANALYZE,), ()),
+        Chart(
+            "explain",
+            "Class activation map over the input",
+            "explanations",
+            "chart-explain",
+            (EXPLAIN,),
+            ("layer", "block", *EXPLAIN_PARAMS, "opacity"),
+        ),
+        Chart(
+            "explain-strip",
+            "Every layer's class activation map, shortcuts on and off",
+            "explanations",
+            "chart-explain-strip",
+            (EXPLAIN,),
+            ("layer", "block", *EXPLAIN_PARAMS),
+        ),
     )
 }
 
@@ -122,6 +147,16 @@ class Selection:
     block: str = ""
     channel: int | None = None
     range: str = "common"
+    # the explanations: method, target class (None: the predicted one), map opacity, SmoothGrad n, IG m
+    method: str = EXPLAIN_DEFAULTS["method"]
+    target: int | None = None
+    opacity: float = EXPLAIN_DEFAULTS["opacity"]
+    samples: int = EXPLAIN_DEFAULTS["samples"]
+    steps: int = EXPLAIN_DEFAULTS["steps"]
+
+    def explain_fields(self) -> dict:
+        """The explanation's part of the selection, as the charts' builders read it."""
+        return {k: getattr(self, k) for k in ("method", "target", "opacity", "samples", "steps")}
 
 
 def feature_map_choice(analysis: dict, sel: Selection) -> tuple[str, int] | None:
@@ -145,3 +180,42 @@ def feature_map_choice(analysis: dict, sel: Selection) -> tuple[str, int] | None
     if channel is None or channel >= tap["shape"][1]:
         channel = fmaps[tap["id"]]["channels"][0]
     return tap["id"], channel
+
+
+def explain_layer_ids(manifest: dict) -> list[str]:
+    """The layers an explanation can be asked at: the stem's last tap, then every block (``explainLayerIds``)."""
+    stem = [t["id"] for t in manifest["taps"] if t["kind"] == "stem"][-1:]
+    return [*stem, *(b["id"] for b in manifest["blocks"])]
+
+
+def explain_layer(manifest: dict, sel: Selection) -> str:
+    """The explanation's layer, as ``explainLayer`` in static/js/charts/select.js: the link's layer or block
+    where it is the stem or a block, else the last block."""
+    ids = explain_layer_ids(manifest)
+    for choice in (sel.layer, sel.block):
+        if choice in ids:
+            return choice
+    return ids[-1]
+
+
+def explain_options(sel: Selection, layer: str) -> dict:
+    """The explain request of a selection at ``layer`` (as ``explainParams`` in static/js/charts/explain.js).
+
+    An input method's map is at the input whatever the layer; samples and steps matter to one method each,
+    the others send the defaults.
+    """
+    method = sel.method
+    return {
+        "method": method,
+        "layer": layer if method in CAM_METHODS else "input",
+        "target": sel.target,
+        "samples": sel.samples if method == "smoothgrad" else EXPLAIN_DEFAULTS["samples"],
+        "steps": sel.steps if method == "ig" else EXPLAIN_DEFAULTS["steps"],
+        "overlays": False,
+    }
+
+
+def strip_options(sel: Selection) -> dict:
+    """The strips' request (``stripParams``): every layer, with the chosen CAM method or else Grad-CAM."""
+    method = sel.method if sel.method in CAM_METHODS else EXPLAIN_DEFAULTS["method"]
+    return explain_options(replace(sel, method=method), "all")

@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from app.lecture.catalogue import feature_map_choice
+from app.lecture.catalogue import explain_options, feature_map_choice, strip_options
 from app.lecture.links import ChartLink
 from app.lecture.standalone import standalone_html
 from app.runtime.samples import probe_png, samples
@@ -27,6 +27,20 @@ def pinned_target(link: ChartLink, blob: bytes, service: AnalysisService) -> int
     return int(_payload(full)["target"][0])
 
 
+def explanations(link: ChartLink, blob: bytes, service: AnalysisService) -> dict:
+    """The explain answers a chart reads: the map at the link's layer, or the two strips of every layer's map
+    (the link's gates, then every gate 0 for the class the first one explained), as static/js/embed.js asks."""
+
+    def explain(gates: str, options: dict) -> dict:
+        return _payload(service.explain(link.model, blob, weights=link.weights, gates=gates, bn=link.bn, **options))
+
+    if link.chart.id == "explain":
+        return {"explanation": explain(link.gates, explain_options(link.sel, link.explain_layer))}
+    options = strip_options(link.sel)
+    residual = explain(link.gates, options)
+    return {"strips": {"residual": residual, "plain": explain("all-off", {**options, "target": residual["target"]})}}
+
+
 def gather(link: ChartLink, blob: bytes | None, service: AnalysisService) -> dict:
     """The answers a chart reads, exactly as the API gives them to an embed (static/js/embed.js)."""
     if link.chart.id == "depth-sweep":
@@ -34,6 +48,8 @@ def gather(link: ChartLink, blob: bytes | None, service: AnalysisService) -> dic
             "sweep": _payload(service.depth_sweep(probe_png(), weights=link.sweep_weights or "trained", bn=link.bn))
         }
     assert blob is not None
+    if link.explains:
+        return explanations(link, blob, service)
     common = {"weights": link.weights, "gates": link.gates}
     analysis = _payload(service.analyze(link.model, [blob], bn=link.bn, **common))
     data: dict[str, Any] = {"analysis": analysis}
@@ -66,6 +82,8 @@ def export_document(link: ChartLink, blob: bytes | None, service: AnalysisServic
     stamp = time.strftime("%Y-%m-%d %H:%M", time.localtime())
     title = f"{link.chart.title} · {link.model}"
     sel = {"layer": link.sel.layer, "block": link.sel.block, "channel": link.sel.channel, "range": link.sel.range}
+    if link.explains:
+        sel |= {**link.sel.explain_fields(), "explain_layer": link.explain_layer}
     return standalone_html(link.chart.id, data, sel, title, f"resviz export, {stamp}: {link.describe()}")
 
 

@@ -13,7 +13,15 @@ from urllib.parse import urlencode
 
 from starlette.concurrency import run_in_threadpool
 
-from app.lecture.catalogue import CHARTS, Chart, Selection
+from app.lecture.catalogue import (
+    CHARTS,
+    EXPLAIN_CHARTS,
+    EXPLAIN_DEFAULTS,
+    EXPLAIN_METHODS,
+    Chart,
+    Selection,
+    explain_layer,
+)
 from app.runtime.preprocess import sha256_bytes
 from app.runtime.registry import ModelRegistry, UnknownModelError, parse_bn, parse_gates
 from app.runtime.samples import sample_bytes, samples
@@ -22,6 +30,7 @@ from app.specs import SPECS
 
 DEFAULT_MODEL = "resnet20"
 RANGES = ("common", "own")
+MAX_COUNT = 1024  # samples / steps a link may name (the explain endpoint may allow fewer, and says so)
 
 
 class LinkError(Exception):
@@ -47,6 +56,12 @@ class ChartLink:
     image_id: str | None  # sha256 of the image bytes
     sel: Selection
     caption: bool
+    explain_layer: str = ""  # the explanation's layer, resolved from the manifest (the explain charts)
+
+    @property
+    def explains(self) -> bool:
+        """Whether the chart is one of the explanations (it reads the explain endpoint, not the analysis)."""
+        return self.chart.id in EXPLAIN_CHARTS
 
     @property
     def sweep_weights(self) -> str | None:
@@ -64,6 +79,9 @@ class ChartLink:
             "range": self.sel.range if self.sel.range != "common" else "",
         }
         q["channel"] = "" if self.sel.channel is None else str(self.sel.channel)
+        if self.explains:  # the explanation's parameters this chart takes (the strips have no opacity)
+            fields = [(k, v) for k, v in self.sel.explain_fields().items() if k in self.chart.params]
+            q |= {k: "" if v is None or v == EXPLAIN_DEFAULTS.get(k) else str(v) for k, v in fields}
         return {k: v for k, v in q.items() if v}
 
     def describe(self) -> str:
@@ -77,6 +95,9 @@ class ChartLink:
                 parts.append(f"{key} {getattr(self.sel, key)}")
         if self.sel.channel is not None:
             parts.append(f"channel {self.sel.channel}")
+        if self.explains:
+            target = self.sel.target
+            parts += [f"method {self.sel.method}", "the predicted class" if target is None else f"class {target}"]
         return ", ".join(parts)
 
 
@@ -86,6 +107,35 @@ def _normal_gates(text: str, values: Any) -> str:
     if all(v == 0 for v in values):
         return "all-off"
     return text
+
+
+def _count(q: dict[str, str], key: str) -> int:
+    raw = (q.get(key) or "").strip()
+    if not raw:
+        return EXPLAIN_DEFAULTS[key]
+    if not raw.isdigit() or len(raw) > 4 or not 1 <= int(raw) <= MAX_COUNT:
+        raise LinkError(400, f"{key} must be a whole number from 1 to {MAX_COUNT}, got {raw[:40]!r}")
+    return int(raw)
+
+
+def _explain_selection(q: dict[str, str], sel: Selection) -> None:
+    """An explain link's method, target, opacity, samples and steps (checked; the target's range needs the manifest)."""
+    method = (q.get("method") or EXPLAIN_DEFAULTS["method"]).strip()
+    if method not in EXPLAIN_METHODS:
+        raise LinkError(400, f"method must be one of {', '.join(EXPLAIN_METHODS)}, got {method[:40]!r}")
+    target = (q.get("target") or "").strip()
+    if target not in ("", "predicted") and (not target.isdigit() or len(target) > 6):
+        raise LinkError(400, f"target must be a class index (a whole number ≥ 0) or 'predicted', got {target[:40]!r}")
+    raw = (q.get("opacity") or "").strip()
+    try:
+        opacity = float(raw) if raw else EXPLAIN_DEFAULTS["opacity"]
+    except ValueError:
+        opacity = -1.0
+    if not 0 <= opacity <= 1:
+        raise LinkError(400, f"opacity must be a number from 0 to 1, got {raw[:40]!r}")
+    sel.method, sel.opacity = method, opacity
+    sel.target = int(target) if target.isdigit() else None
+    sel.samples, sel.steps = _count(q, "samples"), _count(q, "steps")
 
 
 def parse_link(chart_id: str, q: dict[str, str], registry: ModelRegistry) -> ChartLink:
@@ -119,6 +169,8 @@ def parse_link(chart_id: str, q: dict[str, str], registry: ModelRegistry) -> Cha
     sel = Selection(
         layer=(q.get("layer") or "").strip(), block=(q.get("block") or "").strip(), channel=channel, range=rng
     )
+    if chart.id in EXPLAIN_CHARTS:
+        _explain_selection(q, sel)
     caption = (q.get("caption") or "").strip().lower() in ("1", "true", "yes", "on")
     image = (q.get("image") or "").strip() if chart.image else ""
     return ChartLink(chart, model, weights, variant, gates, bn, image, None, sel, caption)
@@ -179,13 +231,23 @@ async def checked_link(
     """Parse and check everything a chart link names; LinkError on the first problem."""
     link = parse_link(chart_id, query, registry)
     blob = resolve_image(link, store)
-    if link.chart.id != "depth-sweep" and (link.sel.layer or link.sel.block):
+    if link.explains or (link.chart.id != "depth-sweep" and (link.sel.layer or link.sel.block)):
         try:
             model = await run_in_threadpool(registry.get, link.model, link.weights)
         except UnknownModelError as exc:
             raise LinkError(404, str(exc)) from None
         check_selection(link, model.manifest)
+        if link.explains:
+            check_explanation(link, model.manifest)
     return link, blob
+
+
+def check_explanation(link: ChartLink, manifest: dict) -> None:
+    """The explain link's target must be one of the model's classes; its layer is resolved here."""
+    n = manifest["num_classes"]
+    if link.sel.target is not None and link.sel.target >= n:
+        raise LinkError(400, f"target must be a class index from 0 to {n - 1} for {link.model}, got {link.sel.target}")
+    link.explain_layer = explain_layer(manifest, link.sel)
 
 
 def error_heading(status: int) -> str:
@@ -211,6 +273,8 @@ def embed_context(link: ChartLink) -> dict[str, Any]:
         "sweep_weights": link.sweep_weights,
         "caption": link.caption,
     }
+    if link.explains:
+        config |= {**link.sel.explain_fields(), "explain_layer": link.explain_layer}
     main_query = {**link.query(), "view": link.chart.view} if link.chart.view else link.query()
     return {
         "error": None,

@@ -15,7 +15,8 @@ from urllib.parse import parse_qsl, urlencode
 from app.lecture.catalogue import CHARTS
 from app.lecture.links import LinkError
 
-# Query keys a preset step may carry (the embed parameters plus the main page's view, hide and overlay).
+# Query keys a preset step may carry (the embed parameters, the explanations' ones, plus the main page's
+# view, hide and overlay).
 STEP_KEYS = (
     "model",
     "weights",
@@ -26,6 +27,11 @@ STEP_KEYS = (
     "block",
     "channel",
     "range",
+    "method",
+    "target",
+    "opacity",
+    "samples",
+    "steps",
     "caption",
     "view",
     "hide",

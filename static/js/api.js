@@ -132,6 +132,15 @@ export const gradients = (name, p, signal) =>
 
 export const lesion = (name, p, signal) => post(`/api/models/${encodeURIComponent(name)}/lesion${imageQuery(p)}`, null, signal);
 
+// p: {imageId, weights, gates, bn, method, layer, target, samples, steps, overlays} (charts/explain.js: explainParams)
+export function explain(name, p, signal) {
+  const q = query({
+    image_id: p.imageId, weights: p.weights, gates: p.gates, bn: p.bn, method: p.method, layer: p.layer,
+    target: p.target, samples: p.samples, steps: p.steps, overlays: p.overlays,
+  });
+  return post(`/api/models/${encodeURIComponent(name)}/explain${q}`, null, signal);
+}
+
 export const depthSweep = (p, signal) =>
   request(`/api/gradients/depth-sweep${query({ bn: p.bn, weights: p.weights, depths: p.depths, image_id: p.imageId })}`, { signal });
 

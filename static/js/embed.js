@@ -5,11 +5,14 @@ import * as api from './api.js';
 import { PLOT_CONFIG } from './charts/theme.js';
 import { buildFigure } from './charts/build.js';
 import { featureMapChoice } from './charts/select.js';
+import { explainParams, stripParams } from './charts/explain.js';
 
 const cfg = JSON.parse(document.getElementById('embed-config').textContent);
 const chartEl = document.getElementById('chart');
 const hooks = (window.__embed = { status: 'loading', error: null, config: cfg, ms: null });
+const EXPLAIN_KEYS = ['method', 'target', 'opacity', 'samples', 'steps', 'explain_layer']; // the explain charts' config
 const sel = { layer: cfg.layer, block: cfg.block, channel: cfg.channel, range: cfg.range };
+for (const key of EXPLAIN_KEYS) if (key in cfg) sel[key] = cfg[key];
 
 const params = (extra = {}) => ({ imageId: cfg.image_id, weights: cfg.weights || undefined, gates: cfg.gates, bn: cfg.bn, ...extra });
 
@@ -17,9 +20,20 @@ const params = (extra = {}) => ({ imageId: cfg.image_id, weights: cfg.weights ||
 // shortcut on) predicts, so switching shortcuts never moves the baseline (as on the main page).
 const target = async () => (await api.gradients(cfg.model, params({ gates: 'all-on' }))).target[0];
 
+// The explanations: the map at the chosen layer, or every layer's map with the link's gates and with every
+// gate 0 (for the class the first strip explained), as the Explore page asks for them.
+async function explanations() {
+  const explain = (p) => api.explain(cfg.model, params(p));
+  if (cfg.chart === 'explain') return { explanation: await explain(explainParams(sel)) };
+  const p = stripParams(sel);
+  const residual = await explain(p);
+  return { strips: { residual, plain: await explain({ ...p, gates: 'all-off', target: String(residual.target) }) } };
+}
+
 // The answers a chart reads, as app/lecture/export.py gathers them for an export.
 async function gather() {
   if (cfg.chart === 'depth-sweep') return { sweep: await api.depthSweep({ bn: cfg.bn, weights: cfg.sweep_weights || undefined }) };
+  if (cfg.chart === 'explain' || cfg.chart === 'explain-strip') return explanations();
   const analysis = await api.analyze(cfg.model, params());
   const data = { analysis };
   if (cfg.chart === 'featuremaps') {

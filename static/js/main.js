@@ -12,10 +12,11 @@ import * as featuremaps from './views/featuremaps.js';
 import * as batchnorm from './views/batchnorm.js';
 import * as gradients from './views/gradients.js';
 import * as residuals from './views/residuals.js';
+import * as explanations from './views/explanations.js';
 import { initShare } from './share.js';
 import { watch as watchExports } from './exports.js';
 
-const VIEW_MODULES = { activations, featuremaps, batchnorm, gradients, residuals };
+const VIEW_MODULES = { activations, featuremaps, batchnorm, gradients, residuals, explanations };
 const $ = (id) => document.getElementById(id);
 
 const app = {
@@ -287,8 +288,9 @@ async function analyzeNow({ force = false } = {}) {
   }
 }
 
-// Views drawn from the first answer alone; the others wait for the whole analysis.
-const SUMMARY_VIEWS = new Set(['activations']);
+// Views drawn from the first answer alone; the others wait for the whole analysis. The explanations
+// view reads no analysis at all (its own requests need only the stored image).
+const SUMMARY_VIEWS = new Set(['activations', 'explanations']);
 
 function showNotes(notes) {
   const box = $('status-notes');

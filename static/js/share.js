@@ -3,10 +3,13 @@
 // The chart list (ids, titles, which element on this page) comes from GET /api/charts.
 
 import { getJSON, pinImage } from './api.js';
+import { EXPLAIN_DEFAULTS } from './charts/explain.js';
 
 export const PRESET_KEY = 'resviz.preset.steps';
 const EMBED_KEYS = ['model', 'weights', 'image', 'gates', 'bn', 'layer', 'block', 'channel', 'range'];
-const DEFAULTS = { gates: 'all-on', bn: 'running', range: 'common' };
+// Keys only some charts take (the explanations): a link carries them where the catalogue lists them.
+const CHART_KEYS = ['method', 'target', 'opacity', 'samples', 'steps'];
+const DEFAULTS = { gates: 'all-on', bn: 'running', range: 'common', ...EXPLAIN_DEFAULTS };
 
 // ------------------------------------------------------------ preset steps in localStorage
 
@@ -46,7 +49,8 @@ export function pinStepImages(steps) {
 // The embed parameters of the current view: defaults left out, the image only where the chart needs one.
 export function embedQuery(state, chart) {
   const q = new URLSearchParams();
-  for (const key of EMBED_KEYS) {
+  const keys = [...EMBED_KEYS, ...CHART_KEYS.filter((k) => chart?.params?.includes(k))];
+  for (const key of keys) {
     const v = state[key];
     if (key === 'image' && chart && chart.image === false) continue;
     if (v === null || v === undefined || v === '' || v === DEFAULTS[key]) continue;

@@ -2,11 +2,15 @@
 //
 //   model=resnet20  weights=init  image=<64-hex id>|<sample name>  gates=all-on|all-off|1,0,1,...
 //   bn=running|batch  layer=<tap id>  block=<block id>  channel=<int>  view=<one of VIEWS>
-//   target=<class index> (gradients view; default: the class the full ResNet predicts)
+//   target=<class index> (gradients view: default the class the full ResNet predicts; explanations view:
+//          default the class predicted with the current switches)
 //   range=common|own (depth heatmap)  overlay=<0..1> (feature-map opacity over the input)
+//   method=gradcam|gradcampp|hirescam|layercam|saliency|smoothgrad|ig  opacity=<0..1> (the map over the input)
+//   samples=<n> (SmoothGrad)  steps=<m> (Integrated Gradients)   (explanations view)
 //   hide=controls,upload,strip,...  (any element with data-hide-key="<key>" is hidden: lecturer presets)
+import { EXPLAIN_DEFAULTS, METHODS } from './charts/explain.js';
 
-export const VIEWS = ['activations', 'featuremaps', 'batchnorm', 'gradients', 'residuals'];
+export const VIEWS = ['activations', 'featuremaps', 'batchnorm', 'gradients', 'residuals', 'explanations'];
 
 export const DEFAULTS = Object.freeze({
   model: 'resnet20',
@@ -21,10 +25,18 @@ export const DEFAULTS = Object.freeze({
   view: 'activations',
   range: 'common',
   overlay: 0,
+  method: EXPLAIN_DEFAULTS.method,
+  opacity: EXPLAIN_DEFAULTS.opacity,
+  samples: EXPLAIN_DEFAULTS.samples,
+  steps: EXPLAIN_DEFAULTS.steps,
   hide: [],
 });
 
-const ORDER = ['model', 'weights', 'image', 'gates', 'bn', 'view', 'layer', 'block', 'channel', 'target', 'range', 'overlay', 'hide'];
+const ORDER = [
+  'model', 'weights', 'image', 'gates', 'bn', 'view', 'layer', 'block', 'channel', 'target', 'range', 'overlay',
+  'method', 'opacity', 'samples', 'steps', 'hide',
+];
+const MAX_COUNT = 1024; // samples and steps: the server names its own limit
 const IMAGE_ID = /^[0-9a-f]{64}$/;
 
 export const isImageId = (s) => IMAGE_ID.test(s || '');
@@ -45,6 +57,11 @@ export function parseState(search) {
   if (q.get('channel') !== null && /^\d+$/.test(q.get('channel'))) s.channel = Number(q.get('channel'));
   if (q.get('target') !== null && /^\d+$/.test(q.get('target'))) s.target = q.get('target');
   if (q.get('overlay') !== null) s.overlay = clampNumber(q.get('overlay'), 0, 1, 0);
+  if (METHODS.some((m) => m.id === q.get('method'))) s.method = q.get('method');
+  if (q.get('opacity') !== null) s.opacity = clampNumber(q.get('opacity'), 0, 1, EXPLAIN_DEFAULTS.opacity);
+  for (const key of ['samples', 'steps']) {
+    if (/^\d+$/.test(q.get(key) || '')) s[key] = Math.round(clampNumber(q.get(key), 1, MAX_COUNT, EXPLAIN_DEFAULTS[key]));
+  }
   s.hide = q
     .getAll('hide')
     .flatMap((v) => v.split(','))

@@ -14,14 +14,14 @@ import pytest
 from fastapi.testclient import TestClient
 
 from app.config import Settings
-from app.lecture.catalogue import CHARTS
+from app.lecture.catalogue import CHARTS, EXPLAIN_CHARTS
 from app.lecture.presets import EXAMPLE_PRESET, decode_steps, encode_steps
 from app.lecture.standalone import network_references
 from app.main import create_app
 from app.runtime.store import ImageStore, StoreFullError
 from tests.conftest import png_bytes
 
-GRAPHS = ("running", "batch", "stats-running", "stats-batch", "grad-running", "grad-batch", "lesion")
+GRAPHS = ("running", "batch", "stats-running", "stats-batch", "grad-running", "grad-batch", "lesion", "explain-running")
 REQUIRED = {
     "activations",
     "histogram",
@@ -36,6 +36,7 @@ REQUIRED = {
     "prediction",
 }
 BASE = {"model": "resnet20", "weights": "init"}
+EXPLAIN_SEL = {"method": "gradcam", "target": None, "opacity": 0.5, "samples": 16, "steps": 32}  # a link's defaults
 DEFAULT_CSP = "frame-ancestors 'self' file: http: https:"
 # What an offline document must not contain (besides network_references' broader check).
 FORBIDDEN = re.compile(r"""src\s*=\s*["']?\s*http|href\s*=\s*["']?\s*http|@import|url\(\s*["']?\s*http""", re.I)
@@ -122,6 +123,11 @@ def test_every_embed_renders_with_its_data(client: TestClient) -> None:
         elif chart == "lesion":
             r = client.post("/api/models/resnet20/lesion", params={**q, "target": target})
             assert r.status_code == 200 and len(r.json()["blocks"]) == 9
+        elif chart in EXPLAIN_CHARTS:
+            assert cfg["explain_layer"] == "layer2.0" and cfg["method"] == "gradcam" and cfg["target"] is None
+            layer = "layer2.0" if chart == "explain" else "all"
+            answer = _explain(client, image_id, method="gradcam", layer=layer, target="predicted")
+            assert answer["target"] == target and len(answer["layers"]) == (1 if chart == "explain" else 10)
     assert client.app.state.store.list() == [], "an embed serves samples by their hash and stores nothing"
 
 
@@ -256,16 +262,17 @@ def test_export_every_chart_offline_with_data(client: TestClient, monkeypatch: p
         html = r.text
         _assert_offline(html)
         doc = _export_data(html)
-        assert doc["chart"] == chart and doc["sel"] == {
-            "layer": "layer1.1.bn2",
-            "block": "",
-            "channel": None,
-            "range": "common",
-        }
+        sel = {"layer": "layer1.1.bn2", "block": "", "channel": None, "range": "common"}
+        if chart in EXPLAIN_CHARTS:  # a BN tap is no explain layer, and no block is chosen: the last block
+            sel |= {**EXPLAIN_SEL, "explain_layer": "layer3.2"}
+        assert doc["chart"] == chart and doc["sel"] == sel
         assert CHARTS[chart].title.replace("'", "&#x27;") in html
         data = doc["data"]
         if chart == "depth-sweep":
             assert data == {"sweep": sweep}
+            continue
+        if chart in EXPLAIN_CHARTS:
+            _check_explain_export(client, image_id, chart, data)
             continue
         # The answers are the API's, as the embed page fetches them (the analysis and what else the chart reads).
         assert data["analysis"] == analysis
@@ -283,6 +290,79 @@ def test_export_every_chart_offline_with_data(client: TestClient, monkeypatch: p
             assert set(data) == {"analysis"}, chart
     r = client.get("/api/export/prediction.html", params={**BASE, "image": "shapes-32", "download": "1"})
     assert r.status_code == 200 and r.headers["content-disposition"].startswith("attachment;")
+
+
+def _explain(client: TestClient, image_id: str, **params: str) -> dict:
+    q = {"image_id": image_id, **BASE, "overlays": "false", "samples": "16", "steps": "32", **params}
+    r = client.post("/api/models/resnet20/explain", params=q)
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def _check_explain_export(client: TestClient, image_id: str, chart: str, data: dict) -> None:
+    """An explain export carries the endpoint's answers, as the embed asks for them (static/js/embed.js)."""
+    if chart == "explain":
+        assert set(data) == {"explanation"}
+        want = _explain(client, image_id, method="gradcam", layer="layer3.2", target="predicted")
+        assert data["explanation"] == want and want["map_shape"] == [8, 8]
+        return
+    assert set(data) == {"strips"} and set(data["strips"]) == {"residual", "plain"}
+    residual = _explain(client, image_id, method="gradcam", layer="all", target="predicted", gates="all-on")
+    target = str(residual["target"])
+    plain = _explain(client, image_id, method="gradcam", layer="all", target=target, gates="all-off")
+    assert data["strips"] == {"residual": residual, "plain": plain}
+    assert [e["layer"] for e in residual["layers"]] == ["relu", *(f"layer{s}.{b}" for s in (1, 2, 3) for b in range(3))]
+
+
+@pytest.mark.parametrize(
+    ("params", "status", "message"),
+    [
+        ({"method": "cam"}, 400, "method must be one of gradcam, gradcampp, hirescam, layercam, saliency"),
+        ({"target": "cat"}, 400, "target must be a class index"),
+        ({"target": "10"}, 400, "target must be a class index from 0 to 9 for resnet20, got 10"),
+        ({"opacity": "1.5"}, 400, "opacity must be a number from 0 to 1"),
+        ({"opacity": "half"}, 400, "opacity must be a number from 0 to 1"),
+        ({"samples": "0"}, 400, "samples must be a whole number from 1 to 1024"),
+        ({"steps": "many"}, 400, "steps must be a whole number from 1 to 1024"),
+        ({"layer": "layer9.9"}, 400, "unknown layer 'layer9.9' for resnet20"),
+    ],
+)
+def test_malformed_explain_links(client: TestClient, params: dict, status: int, message: str) -> None:
+    q = {**BASE, "image": "shapes-32", **params}
+    for chart in EXPLAIN_CHARTS:
+        r = client.get(f"/embed/{chart}", params=q)
+        assert r.status_code == status and message.replace("'", "&#39;") in r.text, (chart, r.text[-600:])
+        r = client.get(f"/api/export/{chart}.html", params=q)
+        assert r.status_code == status and message in r.json()["detail"], chart
+
+
+@pytest.mark.parametrize(
+    ("params", "layer"),
+    [
+        ({}, "layer3.2"),  # the last block
+        ({"block": "layer2.0"}, "layer2.0"),
+        ({"layer": "relu", "block": "layer2.0"}, "relu"),  # the stem
+        ({"layer": "layer1.1.bn2", "block": "layer1.1"}, "layer1.1"),  # a tap that is no block: the chosen block
+        ({"layer": "layer1.1.bn2"}, "layer3.2"),
+    ],
+)
+def test_explain_link_layer_and_config(client: TestClient, params: dict, layer: str) -> None:
+    """An explain embed carries its resolved layer and the explanation's fields (what embed.js asks for)."""
+    q = {**BASE, "image": "shapes-32", "method": "smoothgrad", "samples": "8", "target": "3", **params}
+    cfg = _config(client.get("/embed/explain", params=q).text)
+    assert cfg["explain_layer"] == layer
+    assert {k: cfg[k] for k in EXPLAIN_SEL} == {**EXPLAIN_SEL, "method": "smoothgrad", "samples": 8, "target": 3}
+    open_url = _open_url(client, q)
+    assert "method=smoothgrad" in open_url and "samples=8" in open_url and "view=explanations" in open_url
+    plain = _config(client.get("/embed/explain-strip", params={**BASE, "image": "shapes-32"}).text)
+    assert plain["method"] == "gradcam" and plain["target"] is None and plain["explain_layer"] == "layer3.2"
+
+
+def _open_url(client: TestClient, q: dict) -> str:
+    """The embed's 'open in resviz' link (the Explore page with the same view)."""
+    m = re.search(r'class="embed-open" href="([^"]*)"', client.get("/embed/explain", params=q).text)
+    assert m
+    return m.group(1).replace("&amp;", "&")
 
 
 # ---------------------------------------------------------------- the store: evicts the oldest unpinned, atomic

@@ -14,6 +14,7 @@ from tests.browser.live_server import REPO, LiveServer
 PAGES = (
     "/",
     "/?model=resnet20&image=shapes-32",
+    "/?model=resnet20&image=shapes-32&view=explanations",
     "/architecture",
     "/regression",
     "/lab",
@@ -21,6 +22,8 @@ PAGES = (
     "/presets/play?steps=" + encode_steps(EXAMPLE_PRESET),
     "/embed/prediction?model=resnet20&image=shapes-32",
     "/embed/activations?model=resnet20&image=shapes-32",
+    "/embed/explain?model=resnet20&image=shapes-32",
+    "/embed/explain-strip?model=resnet20&image=shapes-32",
     "/docs",
 )
 # Collects every CSP violation the page reports (Playwright's init script is not subject to the CSP).
@@ -52,7 +55,8 @@ def test_every_page_runs_under_the_csp(browser, server: LiveServer) -> None:  # 
             assert "script-src 'self'" in response.headers["content-security-policy"], path
             if path.startswith("/?"):
                 page.wait_for_function("() => window.__resviz && window.__resviz.renders > 0", timeout=60_000)
-                assert page.evaluate("document.getElementById('chart-depth').data.length") > 0
+                chart = "chart-explain" if "view=explanations" in path else "chart-depth"  # the view on screen
+                assert page.evaluate(f"document.getElementById('{chart}').data.length") > 0, path
             elif path.startswith("/embed/"):
                 page.wait_for_selector(".js-plotly-plot", timeout=60_000)
             else:  # let the page's modules run and fetch (/docs loads Swagger UI from its CDN, maybe unreachable)

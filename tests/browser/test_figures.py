@@ -16,6 +16,7 @@ import pytest
 
 from app.lecture.catalogue import CHARTS as CATALOGUE
 from tests.browser.test_embed_browser import wait_embed
+from tests.browser.test_explain_browser import DRAWN_JS as EXPLANATIONS_DRAWN
 from tests.browser.test_explore import wait_rendered
 
 QUERY = "model=resnet20&image=shapes-32&block=layer2.0&gates=1,1,0,1,1,1,1,0,1"
@@ -97,6 +98,19 @@ def test_explore_page_draws_what_the_exports_draw(page, offline, server) -> None
         on_page = page.evaluate(FIGURE_JS, [f"#{element}", None])
         assert on_page is not None, element
         assert export_figure(offline, server, chart)["data"] == on_page["data"], chart
+
+
+def test_explore_explanations_draw_what_the_exports_draw(page, offline, server) -> None:  # noqa: ANN001
+    """The Explanations view's two charts, as the page draws them, are the exports' (and so the embeds')."""
+    page.goto(f"/?{QUERY}&view=explanations")
+    wait_rendered(page)
+    page.wait_for_function(EXPLANATIONS_DRAWN, timeout=90_000)
+    for element, chart in (("explain", "explain"), ("explain-strip", "explain-strip")):
+        on_page = page.evaluate(FIGURE_JS, [f"#chart-{element}", f"#cap-{element}"])
+        exported = export_figure(offline, server, chart)
+        assert exported["data"] == on_page["data"], chart
+        assert exported["caption"] == on_page["caption"] and exported["caption"], chart
+        assert exported["annotations"] == on_page["annotations"] and exported["shapes"] == on_page["shapes"], chart
 
 
 def _builders(page, server) -> dict:  # noqa: ANN001

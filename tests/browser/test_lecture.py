@@ -416,7 +416,7 @@ def test_example_deck_from_file_over_http_and_https(browser, lecture_server: Liv
 
 # ---------------------------------------------------------------- screenshots of every default view
 
-VIEWS = ("activations", "featuremaps", "batchnorm", "gradients", "residuals")
+VIEWS = ("activations", "featuremaps", "batchnorm", "gradients", "residuals", "explanations")
 
 
 def test_screenshots_of_every_default_view(lpage, shot) -> None:  # noqa: ANN001

@@ -1,6 +1,7 @@
 // Chart id -> figure, from the JSON answers a chart reads: the one dispatch of the embeds and the
 // standalone exports (the Explore page's views call the same builders). data: {analysis, featuremap,
-// runs: {residual, plain, current}, lesion, sweep}; sel: {layer, block, channel, range}.
+// runs: {residual, plain, current}, lesion, sweep, explanation, strips: {residual, plain}};
+// sel: {layer, block, channel, range}, and for the explanations {method, target, opacity, samples, steps, explain_layer}.
 import { depthFigure } from './depth.js';
 import { layerHistogramFigure } from './histogram.js';
 import { depthHeatmapFigure } from './heatmap.js';
@@ -9,6 +10,7 @@ import { bnFigure, bnSteps } from './batchnorm.js';
 import { depthSweepFigure, gradNormFigure, lesionFigure } from './gradients.js';
 import { ratioFigure, residualHistogramFigure, scatterFigure } from './residual.js';
 import { predictionFigure } from './prediction.js';
+import { overlayFigure, stripFigure } from './explain.js';
 import { bnChoice, chosenBlock, chosenLayer } from './select.js';
 
 const BUILDERS = {
@@ -29,6 +31,8 @@ const BUILDERS = {
   'residual-scatter': ({ analysis: a }, sel) => scatterFigure(chosenBlock(a, sel)),
   'residual-histogram': ({ analysis: a }, sel) => residualHistogramFigure(chosenBlock(a, sel)),
   prediction: ({ analysis: a }) => predictionFigure(a),
+  explain: ({ explanation }, sel) => overlayFigure(explanation, { opacity: sel.opacity, samples: sel.samples, steps: sel.steps }),
+  'explain-strip': ({ strips }, sel) => stripFigure(strips, { layer: sel.explain_layer, method: sel.method }),
 };
 
 export const CHART_IDS = Object.keys(BUILDERS);

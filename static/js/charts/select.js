@@ -33,3 +33,18 @@ export function bnChoice(a, sel) {
   const bn = a.batchnorm.find((b) => b.id === nearestLayer(a, sel, (l) => ids.has(l.id)).id);
   return { bn, channel: channelOr(sel.channel, bn.channels, 0) };
 }
+
+// The layers an explanation can be asked at: the stem's last tap (relu on CIFAR nets, maxpool on ImageNet
+// nets), then every block, from the manifest.
+export function explainLayerIds(manifest) {
+  const stem = manifest.taps.filter((t) => t.kind === 'stem').pop();
+  return [...(stem ? [stem.id] : []), ...manifest.blocks.map((b) => b.id)];
+}
+
+// The explanation's layer: the selection's layer or block where it is one of those, else the last block
+// (as explain_layer in app/lecture/catalogue.py, which resolves an embed's or an export's link).
+export function explainLayer(ids, sel) {
+  if (ids.includes(sel.layer)) return sel.layer;
+  if (ids.includes(sel.block)) return sel.block;
+  return ids[ids.length - 1];
+}

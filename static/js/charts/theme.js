@@ -26,6 +26,12 @@ export const SELECTION_COLOR = 'rgba(255, 196, 0, 0.25)';
 export const SELECTION_LINE = '#d19b00';
 export const GRID_COLOR = '#e6e6e6';
 
+// Explanation maps (charts/explain.js): maps that are >= 0 (CAMs, gradient sizes) on the feature maps'
+// scale (the explain endpoint's overlay PNGs use it too); a diverging one for a signed map (blue lowers
+// the class score, red raises it).
+export const MAP_COLORSCALE = 'Viridis';
+export const SIGNED_COLORSCALE = [[0, '#2166ac'], [0.25, '#67a9cf'], [0.5, '#f7f7f7'], [0.75, '#ef8a62'], [1, '#b2182b']];
+
 export const stageColor = (stage) => STAGE_COLORS[stage % STAGE_COLORS.length];
 export const kindColor = (kind) => KIND_COLORS[kind] || '#777777';
 
