@@ -14,6 +14,7 @@ FEATUREMAP = "GET /api/models/{model}/featuremap"
 GRADIENTS = "POST /api/models/{model}/gradients"
 LESION = "POST /api/models/{model}/lesion"
 SWEEP = "GET /api/gradients/depth-sweep"
+SHATTERED = "GET /api/lab/shattered"
 
 
 @dataclass(frozen=True)
@@ -27,6 +28,7 @@ class Chart:
     endpoints: tuple[str, ...]
     params: tuple[str, ...]  # query parameters that change it, beyond model/weights/image/gates/bn
     image: bool = True  # needs an image
+    page: str = "/"  # the page that shows it (its element is there)
 
     def row(self) -> dict:
         """The catalogue entry as JSON."""
@@ -110,6 +112,15 @@ CHARTS: dict[str, Chart] = {
             ("block",),
         ),
         Chart("prediction", "Top-5 prediction", "", "chart-prediction", (ANALYZE,), ()),
+        # The lab's shattered-gradients study (shipped results); the link's model picks the depth (20, 56, 110).
+        *(
+            Chart(f"shattered-{key}", title, "", f"chart-shattered-{key}", (SHATTERED,), (), image=False, page="/lab")
+            for key, title in (
+                ("traces", "Shattered gradients: the input gradient along a line, ResNet and plain"),
+                ("autocorr", "Shattered gradients: autocorrelation of the input gradient"),
+                ("spectra", "Shattered gradients: power spectrum of the input gradient (log-log slopes)"),
+            )
+        ),
     )
 }
 

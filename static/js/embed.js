@@ -20,6 +20,7 @@ const target = async () => (await api.gradients(cfg.model, params({ gates: 'all-
 // The answers a chart reads, as app/lecture/export.py gathers them for an export.
 async function gather() {
   if (cfg.chart === 'depth-sweep') return { sweep: await api.depthSweep({ bn: cfg.bn, weights: cfg.sweep_weights || undefined }) };
+  if (cfg.chart.startsWith('shattered-')) return { shattered: await api.getJSON('/api/lab/shattered'), model: cfg.model };
   const analysis = await api.analyze(cfg.model, params());
   const data = { analysis };
   if (cfg.chart === 'featuremaps') {

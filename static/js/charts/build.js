@@ -1,6 +1,6 @@
 // Chart id -> figure, from the JSON answers a chart reads: the one dispatch of the embeds and the
 // standalone exports (the Explore page's views call the same builders). data: {analysis, featuremap,
-// runs: {residual, plain, current}, lesion, sweep}; sel: {layer, block, channel, range}.
+// runs: {residual, plain, current}, lesion, sweep, shattered, model}; sel: {layer, block, channel, range}.
 import { depthFigure } from './depth.js';
 import { layerHistogramFigure } from './histogram.js';
 import { depthHeatmapFigure } from './heatmap.js';
@@ -9,6 +9,7 @@ import { bnFigure, bnSteps } from './batchnorm.js';
 import { depthSweepFigure, gradNormFigure, lesionFigure } from './gradients.js';
 import { ratioFigure, residualHistogramFigure, scatterFigure } from './residual.js';
 import { predictionFigure } from './prediction.js';
+import { shatteredAutocorrFigure, shatteredDepth, shatteredSpectraFigure, shatteredTracesFigure } from './shattered.js';
 import { bnChoice, chosenBlock, chosenLayer } from './select.js';
 
 const BUILDERS = {
@@ -29,6 +30,9 @@ const BUILDERS = {
   'residual-scatter': ({ analysis: a }, sel) => scatterFigure(chosenBlock(a, sel)),
   'residual-histogram': ({ analysis: a }, sel) => residualHistogramFigure(chosenBlock(a, sel)),
   prediction: ({ analysis: a }) => predictionFigure(a),
+  'shattered-traces': ({ shattered: s, model }) => shatteredTracesFigure(s, shatteredDepth(s, model)),
+  'shattered-autocorr': ({ shattered: s, model }) => shatteredAutocorrFigure(s, shatteredDepth(s, model)),
+  'shattered-spectra': ({ shattered: s, model }) => shatteredSpectraFigure(s, shatteredDepth(s, model)),
 };
 
 export const CHART_IDS = Object.keys(BUILDERS);
