@@ -2,7 +2,7 @@
 
 For ResNet-20/56/110, residual (every gate 1) and plain (every gate 0), with the He-init weights and
 trained (the trained plain twin is the `plain` weights), this runs ``app.runtime.shattered`` (the
-explain graph, one batched run of P = 256 points, BN on running statistics) on one fixed generated
+explain graph, P = 256 points in batches, BN on running statistics) on one fixed generated
 image and class: the first held-out image of class "disc" of ``app.nets.data.test_set(200)`` (the
 built-in sample ``set-disc``). It writes every gradient trace, autocorrelation, periodogram and
 slope, rounded, in one small JSON with the command that made it, the export format and the graph

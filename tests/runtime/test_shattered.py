@@ -185,3 +185,21 @@ def test_predicted_target_is_the_top1_class_at_the_image(exported: Callable, mod
     out = sh.shattered(reg, model, x, gates, None, points=16)
     logits, _ = _torch_line("resnet20", "trained", models_dir, x.astype(np.float64), gates, 0)
     assert out["target"] == int(logits[0].argmax()) and out["target_source"] == "predicted top-1 at x0"
+
+
+@needs_explain
+def test_batches_change_nothing(exported: Callable, models_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """BN on running statistics: the points of the line do not interact, so the batch size changes no number."""
+    from app.runtime.preprocess import prepare
+    from app.runtime.registry import ModelRegistry
+    from app.runtime.samples import sample_bytes
+
+    exported("resnet20", "init", kinds=(sh.KIND,))
+    reg = ModelRegistry(models_dir, intra_op_threads=1)
+    model = reg.get("resnet20", "init")
+    x = prepare(sample_bytes("set-disc"), model.manifest["preprocessing"])[0][None]
+    gates = np.zeros(model.num_blocks, np.float32)
+    whole = sh.shattered(reg, model, x, gates, 2, points=48)
+    monkeypatch.setattr(sh, "CHUNK", 7)
+    parts = sh.shattered(reg, model, x, gates, 2, points=48)
+    np.testing.assert_allclose(parts["direction"]["trace"], whole["direction"]["trace"], rtol=1e-5, atol=1e-7)
