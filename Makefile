@@ -6,7 +6,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 export OPENBLAS_NUM_THREADS ?= 1
 
-.PHONY: serve test test-fast lint bench bench-load bench-scale bench-first-run export weights clean browser-deps
+.PHONY: serve test test-fast lint bench bench-load bench-scale bench-first-run export weights shattered clean browser-deps
 
 $(VENV)/.base: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -59,12 +59,20 @@ bench-first-run:
 	$(PYTHON) bench/first_run.py
 
 # Re-create the shipped CIFAR weights (trained on the generated data set; ~1.5 h on 2 cores), export them
-# and precompute the depth sweep for the probe image (models/weights/depth-sweep.json).
+# and precompute the depth sweep for the probe image (models/weights/depth-sweep.json) and the shattered gradients.
 weights: $(VENV)/.base
 	bash scripts/make_weights.sh
 	$(VENV)/bin/resviz export resnet20 resnet32 resnet44 resnet56 resnet110 --weights trained
 	$(VENV)/bin/resviz export resnet20 resnet32 resnet44 resnet56 resnet110 --weights plain
 	$(PY) scripts/depth_sweep.py
+	$(PY) scripts/shattered.py
+
+# The lab's shattered-gradients study (models/weights/shattered.json; exports the explain graphs it needs), then
+# its tests, the explain graph's against torch autograd among them (docs/shattered.md).
+shattered: $(VENV)/.base
+	$(PY) scripts/shattered.py
+	$(PY) -m pytest -q tests/runtime/test_shattered.py tests/api/test_shattered_api.py tests/api/test_embed.py \
+		tests/browser/test_shattered_browser.py tests/browser/test_figures.py
 
 export: $(VENV)/.base
 	$(VENV)/bin/resviz export --all

@@ -8,11 +8,13 @@ import numpy as np
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 
-from app.api.analyze import image_by_id, read_images
+from app.api.analyze import image_by_id, int_field, read_images
 from app.api.deps import GateDep, ModelName, ServiceDep, StoreDep, payload_response, run_job
 from app.api.schemas.analysis import CollapseTable, DepthSweep, Gradients, Lesion
 from app.api.schemas.common import GRADIENT_FIELDS, LESION_FIELDS, documented, image_operation
+from app.api.schemas.shattered import SHATTERED_FIELDS, Shattered
 from app.runtime import gradients as grad
+from app.runtime import shattered as shatter
 from app.runtime.admission import Job
 from app.runtime.preprocess import prepare
 from app.runtime.registry import ModelRegistry, parse_bn
@@ -83,6 +85,36 @@ async def model_lesion(name: ModelName, request: Request, service: ServiceDep, s
         weights=fields.get("weights"),
         gates=fields.get("gates"),
         target=target_field(fields),
+    )
+    return payload_response(request, payload)
+
+
+@router.post(
+    "/api/models/{name}/shattered",
+    **documented(Shattered, errors=(400, 404, 413, 503)),
+    openapi_extra=image_operation(SHATTERED_FIELDS, "exactly one (a file or an `image_id`)"),
+)
+async def model_shattered(name: ModelName, request: Request, service: ServiceDep, store: StoreDep) -> Response:
+    """The input gradient along a line of inputs: white or brown noise (Balduzzi et al. 2017).
+
+    g(t) = d(class score)/dx . u at P points x(t) = x0 + (t - 1/2) span u of a line through the image
+    along a seeded random unit direction u, its autocorrelation, its power spectrum and the spectrum's
+    log-log slope (~0: white noise, shattered; ~-2: brown noise). The CIFAR ResNets up to ResNet-110 only.
+    """
+    service.registry.check_name(name)
+    blobs, fields = await read_images(request, store, 1)
+    if len(blobs) != 1:
+        raise RequestError("the shattered-gradients study takes exactly one image")
+    payload = await run_job(
+        request,
+        service.shattered_job,
+        name,
+        blobs[0],
+        weights=fields.get("weights"),
+        gates=fields.get("gates"),
+        target=target_field(fields),
+        points=int_field(fields, "points", shatter.POINTS),
+        seed=int_field(fields, "seed", 0),
     )
     return payload_response(request, payload)
 

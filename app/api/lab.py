@@ -14,7 +14,9 @@ from app.api.deps import GateDep, RegistryDep, payload_response
 from app.api.pages import TEMPLATES
 from app.api.schemas.common import documented
 from app.api.schemas.responses import Fig7, LabTraining
+from app.api.schemas.shattered import ShatteredLab
 from app.paths import SAMPLES_DIR, SHIPPED_WEIGHTS_DIR
+from app.runtime import shattered as shatter
 from app.runtime.admission import Job
 from app.runtime.analysis import measure
 from app.runtime.chartstats import finite_mean, moving_average
@@ -141,6 +143,21 @@ async def lab_fig7(
         raise RequestError(str(exc)) from None
     job = Job(("fig7", mode), lambda: Payload.of(fig7(registry, mode)), cost="fig7")
     return payload_response(request, await gate.submit(job, request.is_disconnected))
+
+
+@router.get("/api/lab/shattered", **documented(ShatteredLab, errors=(404,)))
+def lab_shattered(request: Request) -> Response:
+    """Shattered gradients (Balduzzi et al. 2017) of the shipped CIFAR nets, residual and plain, init and trained.
+
+    Read from models/weights/shattered.json (made by scripts/shattered.py), with the summary rows the
+    captions show (spectrum slopes and lag-1 autocorrelations per depth) and notes where it is stale.
+    """
+    doc = shatter.lab_study()
+    if doc is None:
+        raise KeyError(
+            f"no shipped shattered-gradients study ({shatter.SHIPPED_PATH.name}); run python scripts/shattered.py"
+        )
+    return payload_response(request, Payload.of(doc))
 
 
 @router.get("/lab", response_class=HTMLResponse, include_in_schema=False)

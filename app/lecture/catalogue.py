@@ -15,6 +15,7 @@ GRADIENTS = "POST /api/models/{model}/gradients"
 LESION = "POST /api/models/{model}/lesion"
 SWEEP = "GET /api/gradients/depth-sweep"
 EXPLAIN = "POST /api/models/{model}/explain"
+SHATTERED = "GET /api/lab/shattered"
 
 # The explain endpoint's methods: four class activation maps at a layer, three attributions at the input
 # (static/js/charts/explain.js: METHODS). Links are checked against these before anything is drawn.
@@ -36,6 +37,7 @@ class Chart:
     endpoints: tuple[str, ...]
     params: tuple[str, ...]  # query parameters that change it, beyond model/weights/image/gates/bn
     image: bool = True  # needs an image
+    page: str = "/"  # the page that shows it (its element is there)
 
     def row(self) -> dict:
         """The catalogue entry as JSON."""
@@ -134,6 +136,15 @@ CHARTS: dict[str, Chart] = {
             "chart-explain-strip",
             (EXPLAIN,),
             ("layer", "block", *EXPLAIN_PARAMS),
+        ),
+        # The lab's shattered-gradients study (shipped results); the link's model picks the depth (20, 56, 110).
+        *(
+            Chart(f"shattered-{key}", title, "", f"chart-shattered-{key}", (SHATTERED,), (), image=False, page="/lab")
+            for key, title in (
+                ("traces", "Shattered gradients: the input gradient along a line, ResNet and plain"),
+                ("autocorr", "Shattered gradients: autocorrelation of the input gradient"),
+                ("spectra", "Shattered gradients: power spectrum of the input gradient (log-log slopes)"),
+            )
         ),
     )
 }

@@ -12,6 +12,7 @@ from typing import Any
 from app.lecture.catalogue import explain_options, feature_map_choice, strip_options
 from app.lecture.links import ChartLink
 from app.lecture.standalone import standalone_html
+from app.runtime import shattered as shatter
 from app.runtime.samples import probe_png, samples
 from app.runtime.service import AnalysisService, RequestError
 
@@ -47,6 +48,8 @@ def gather(link: ChartLink, blob: bytes | None, service: AnalysisService) -> dic
         return {
             "sweep": _payload(service.depth_sweep(probe_png(), weights=link.sweep_weights or "trained", bn=link.bn))
         }
+    if link.chart.id.startswith("shattered-"):
+        return {"shattered": shatter.lab_study(), "model": link.model}
     assert blob is not None
     if link.explains:
         return explanations(link, blob, service)

@@ -86,6 +86,9 @@ class ChartLink:
 
     def describe(self) -> str:
         """One line naming the model, weights, image, gates and BN mode."""
+        if self.chart.id.startswith("shattered-"):
+            depth = self.model.removeprefix("resnet")
+            return f"ResNet-{depth} and plain-{depth}, He-init and trained, BN running statistics (the shipped study)"
         parts = [f"model {self.model}", f"weights {self.variant}"]
         if self.chart.image:
             parts.append(f"image {self.image if self.image in samples() else self.image[:12] + '…'}")
@@ -225,13 +228,27 @@ def check_selection(link: ChartLink, manifest: dict) -> None:
         )
 
 
+def check_shattered(link: ChartLink) -> None:
+    """The shattered-gradient charts show the shipped study: the link's model must be one of its depths."""
+    from app.runtime.shattered import SHIPPED_PATH, lab_study
+
+    study = lab_study()
+    if study is None:
+        raise LinkError(404, f"no shipped shattered-gradients study ({SHIPPED_PATH.name}); run scripts/shattered.py")
+    names = [f"resnet{d}" for d in study["depths"]]
+    if link.model not in names:
+        raise LinkError(400, f"the shattered-gradients study has {', '.join(names)}; model={link.model} is not one")
+
+
 async def checked_link(
     chart_id: str, query: dict[str, str], registry: ModelRegistry, store: ImageStore
 ) -> tuple[ChartLink, bytes | None]:
     """Parse and check everything a chart link names; LinkError on the first problem."""
     link = parse_link(chart_id, query, registry)
     blob = resolve_image(link, store)
-    if link.explains or (link.chart.id != "depth-sweep" and (link.sel.layer or link.sel.block)):
+    if link.chart.id.startswith("shattered-"):
+        check_shattered(link)
+    elif link.explains or (link.chart.image and (link.sel.layer or link.sel.block)):
         try:
             model = await run_in_threadpool(registry.get, link.model, link.weights)
         except UnknownModelError as exc:
@@ -276,10 +293,13 @@ def embed_context(link: ChartLink) -> dict[str, Any]:
     if link.explains:
         config |= {**link.sel.explain_fields(), "explain_layer": link.explain_layer}
     main_query = {**link.query(), "view": link.chart.view} if link.chart.view else link.query()
+    open_url = (
+        "/?" + urlencode({k: v for k, v in main_query.items() if v}) if link.chart.page == "/" else link.chart.page
+    )
     return {
         "error": None,
         "title": link.chart.title,
         "config": config,
         "describe": link.describe(),
-        "open_url": "/?" + urlencode({k: v for k, v in main_query.items() if v}),
+        "open_url": open_url,
     }

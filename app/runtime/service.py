@@ -11,6 +11,7 @@ import orjson
 
 from app.runtime import chartstats, explain
 from app.runtime import gradients as grad
+from app.runtime import shattered as shatter
 from app.runtime.admission import FollowUp, Job
 from app.runtime.analysis import analyze, complete, feature_map, run_taps, summarize
 from app.runtime.cache import LRUCache
@@ -295,6 +296,35 @@ class AnalysisService:
 
         return Job(key, run, cost=f"lesion:{name}")
 
+    def shattered_job(
+        self,
+        name: str,
+        blob: bytes,
+        *,
+        weights: str | None,
+        gates: str | None,
+        target: int | None,
+        points: int = shatter.POINTS,
+        seed: int = 0,
+    ) -> Job:
+        """Shattered-gradients JSON for one image: d(class score)/dx along a line of inputs, its spectrum."""
+        try:
+            shatter.check_request(name, points, seed)
+        except ValueError as exc:
+            raise RequestError(str(exc)) from None
+        model, g, _ = self.prepare_request(name, weights, gates, "running")
+        self._check_target(model, target)
+        shatter.require_graph()
+        digest = sha256_bytes(blob)
+        key = ("shattered", digest, model.key, g.tobytes(), target, points, seed)
+
+        def run() -> Payload:
+            x = self.images(model, [blob])
+            result = shatter.shattered(self.registry, model, x, g, target, points=points, seed=seed)
+            return Payload.of({**result, "image_sha256": digest})
+
+        return Job(key, run, cost=f"shattered:{name}")
+
     def depth_sweep_job(
         self, blob: bytes, *, weights: str, bn: str | None, depths: tuple[int, ...] | None = None
     ) -> Job:
@@ -355,6 +385,10 @@ class AnalysisService:
     def lesion(self, name: str, blob: bytes, **options: Any) -> Payload:
         """``lesion_job`` run here (cached)."""
         return self.compute(self.lesion_job(name, blob, **options))
+
+    def shattered(self, name: str, blob: bytes, **options: Any) -> Payload:
+        """``shattered_job`` run here (cached)."""
+        return self.compute(self.shattered_job(name, blob, **options))
 
     def depth_sweep(self, blob: bytes, **options: Any) -> Payload:
         """``depth_sweep_job`` run here (cached)."""

@@ -34,6 +34,7 @@ async function explanations() {
 async function gather() {
   if (cfg.chart === 'depth-sweep') return { sweep: await api.depthSweep({ bn: cfg.bn, weights: cfg.sweep_weights || undefined }) };
   if (cfg.chart === 'explain' || cfg.chart === 'explain-strip') return explanations();
+  if (cfg.chart.startsWith('shattered-')) return { shattered: await api.getJSON('/api/lab/shattered'), model: cfg.model };
   const analysis = await api.analyze(cfg.model, params());
   const data = { analysis };
   if (cfg.chart === 'featuremaps') {

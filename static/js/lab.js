@@ -4,6 +4,9 @@ import { plot } from "./plot.js";
 import { showError as showErrorBox } from "./status.js";
 import { collapseTable } from "./charts/collapse.js";
 import { curve, fig7Caption, fig7Figures, label } from "./charts/lab.js";
+import { initShare } from "./share.js";
+import { num } from "./charts/format.js";
+import { shatteredAutocorrFigure, shatteredSpectraFigure, shatteredTracesFigure, slopeText } from "./charts/shattered.js";
 
 const finite = (x) => typeof x === "number" && Number.isFinite(x);
 
@@ -68,6 +71,59 @@ async function loadCollapse() {
   }
 }
 
+// ------------------------------------------------------------ shattered gradients (the shipped study)
+
+const SHATTERED = [["traces", shatteredTracesFigure], ["autocorr", shatteredAutocorrFigure], ["spectra", shatteredSpectraFigure]];
+// The share tools under these charts link the depth shown (an embed's model picks it).
+const shatteredApp = { state: { model: "resnet20" }, showError: (text) => showError(new Error(text)) };
+
+function drawShattered(payload) {
+  const depth = Number(document.getElementById("shattered-depth").value);
+  shatteredApp.state.model = `resnet${depth}`;
+  for (const [key, build] of SHATTERED) {
+    const fig = build(payload, depth);
+    document.getElementById(`chart-shattered-${key}`).classList.remove("placeholder");
+    plot(`chart-shattered-${key}`, fig);
+    document.getElementById(`caption-shattered-${key}`).textContent = fig.caption;
+  }
+}
+
+function shatteredTable(payload) {
+  const head = "<tr><th>depth</th><th>weights</th><th>ResNet slope</th><th>plain slope</th><th>ResNet lag-1</th>" +
+    "<th>plain lag-1</th><th>ResNet slope, one pixel</th><th>plain slope, one pixel</th></tr>";
+  const rows = payload.summary.map((r) => `<tr><td>${r.depth}</td><td>${r.weights === "init" ? "He init" : "trained"}</td>` +
+    [r.residual_slope, r.plain_slope].map((v) => `<td>${slopeText(v)}</td>`).join("") +
+    [r.residual_lag1, r.plain_lag1].map((v) => `<td>${num(v, 3)}</td>`).join("") +
+    [r.residual_pixel_slope, r.plain_pixel_slope].map((v) => `<td>${slopeText(v)}</td>`).join("") + "</tr>");
+  document.getElementById("shattered-table").innerHTML = head + rows.join("");
+  // Each run's first note says why it has no trace (the rest follow from it).
+  const runName = (r) => `${r.net === "residual" ? "ResNet" : "plain"}-${r.depth}, ${r.weights === "init" ? "He init" : "trained"}`;
+  const notes = [...payload.notes, ...payload.runs.filter((r) => r.notes.length).map((r) => `${runName(r)}: ${r.notes[0]}`)];
+  document.getElementById("shattered-notes").replaceChildren(
+    ...notes.map((n) => Object.assign(document.createElement("li"), { textContent: n })),
+  );
+}
+
+async function loadShattered() {
+  let payload;
+  try {
+    payload = await getJSON("/api/lab/shattered");
+  } catch (err) {
+    const text = `Shattered gradients failed: ${err.message}`;
+    for (const [key] of SHATTERED) {
+      chartMessage(`chart-shattered-${key}`, text);
+      document.getElementById(`caption-shattered-${key}`).textContent = "";
+    }
+    throw new Error(text);
+  }
+  const select = document.getElementById("shattered-depth");
+  select.replaceChildren(...payload.depths.map((d) => new Option(`${d} layers`, String(d))));
+  select.addEventListener("change", () => drawShattered(payload));
+  drawShattered(payload);
+  shatteredTable(payload);
+  await initShare(shatteredApp);
+}
+
 function showError(err) {
   showErrorBox(err);
   document.getElementById("status").textContent = "";
@@ -88,7 +144,7 @@ async function main() {
     runsTable(runs);
     document.getElementById("bn").addEventListener("change", () => loadFig7().catch(showError));
     document.getElementById("collapse-bn").addEventListener("change", () => loadCollapse().catch(showError));
-    await Promise.all([loadFig7().catch(showError), loadCollapse().catch(showError)]);
+    await Promise.all([loadFig7().catch(showError), loadCollapse().catch(showError), loadShattered().catch(showError)]);
   } catch (err) {
     showError(err);
   }

@@ -9,6 +9,7 @@ from pydantic import BaseModel
 
 from app.api.schemas import analysis as a
 from app.api.schemas import responses as r
+from app.api.schemas import shattered as sh
 from tests.conftest import png_bytes
 
 KINDS = ("running", "batch", "stats-running", "stats-batch", "grad-running", "grad-batch", "lesion")
@@ -67,6 +68,7 @@ def test_other_answers_match_their_models(client) -> None:  # noqa: ANN001
     _valid(r.PinState, client.delete(f"/api/images/{stored['id']}/pin", headers=admin))
     _valid(r.Deleted, client.delete(f"/api/images/{stored['id']}", headers=admin))
     _valid(r.LabTraining, client.get("/api/lab/training"))
+    _valid(sh.ShatteredLab, client.get("/api/lab/shattered"))
     _valid(r.Chapter, client.get("/api/chapter", params={"n": "9"}))
     _valid(r.Dataset, client.get("/api/regression/datasets"))
     _valid(r.Regression, client.post("/api/regression", json={"dataset": "curved", "degree": 2}))

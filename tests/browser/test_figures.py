@@ -84,6 +84,20 @@ def test_every_export_draws_its_embeds_figure(page, offline, server) -> None:  #
             assert export["shapes"] == embed["shapes"], chart
 
 
+@pytest.mark.parametrize("model", ["resnet56", "resnet110"])
+def test_lab_exports_draw_their_embeds_figure(page, offline, server, model: str) -> None:  # noqa: ANN001
+    """The lab's charts (the shipped shattered-gradients study) at the other depths than QUERY's resnet20."""
+    lab = [c for c in CHARTS if CATALOGUE[c].page == "/lab"]
+    assert {"shattered-traces", "shattered-autocorr", "shattered-spectra"} <= set(lab)
+    for chart in lab:
+        page.goto(f"/embed/{chart}?model={model}&caption=1")
+        wait_embed(page)
+        embed = page.evaluate(FIGURE_JS, ["#chart", "#caption"])
+        export = export_figure(offline, server, chart, f"model={model}")
+        assert export["data"] == embed["data"] and export["caption"] == embed["caption"] and export["caption"], chart
+        assert export["annotations"] == embed["annotations"] and export["shapes"] == embed["shapes"], chart
+
+
 def test_explore_page_draws_what_the_exports_draw(page, offline, server) -> None:  # noqa: ANN001
     page.goto(f"/?{QUERY}")
     wait_rendered(page)

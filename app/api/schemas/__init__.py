@@ -9,5 +9,6 @@ Numbers the server could not compute (NaN, infinity) are ``null``; such fields a
 
 ``common``: the base model, error answers, ``documented`` and the request parameters of the upload routes;
 ``analysis``: the explorer's answers (analysis, feature map, gradients, lesion, depth sweep, collapse table);
-``responses``: health, models and manifests, stored images, the lab, chapter, regression and exports.
+``responses``: health, models and manifests, stored images, the lab, chapter, regression and exports;
+``shattered``: the input gradient along a line of inputs (one image) and the lab's shipped study of it.
 """

@@ -1,6 +1,6 @@
 // Chart id -> figure, from the JSON answers a chart reads: the one dispatch of the embeds and the
 // standalone exports (the Explore page's views call the same builders). data: {analysis, featuremap,
-// runs: {residual, plain, current}, lesion, sweep, explanation, strips: {residual, plain}};
+// runs: {residual, plain, current}, lesion, sweep, explanation, strips: {residual, plain}, shattered, model};
 // sel: {layer, block, channel, range}, and for the explanations {method, target, opacity, samples, steps, explain_layer}.
 import { depthFigure } from './depth.js';
 import { layerHistogramFigure } from './histogram.js';
@@ -11,6 +11,7 @@ import { depthSweepFigure, gradNormFigure, lesionFigure } from './gradients.js';
 import { ratioFigure, residualHistogramFigure, scatterFigure } from './residual.js';
 import { predictionFigure } from './prediction.js';
 import { overlayFigure, stripFigure } from './explain.js';
+import { shatteredAutocorrFigure, shatteredDepth, shatteredSpectraFigure, shatteredTracesFigure } from './shattered.js';
 import { bnChoice, chosenBlock, chosenLayer } from './select.js';
 
 const BUILDERS = {
@@ -33,6 +34,9 @@ const BUILDERS = {
   prediction: ({ analysis: a }) => predictionFigure(a),
   explain: ({ explanation }, sel) => overlayFigure(explanation, { opacity: sel.opacity, samples: sel.samples, steps: sel.steps }),
   'explain-strip': ({ strips }, sel) => stripFigure(strips, { layer: sel.explain_layer, method: sel.method }),
+  'shattered-traces': ({ shattered: s, model }) => shatteredTracesFigure(s, shatteredDepth(s, model)),
+  'shattered-autocorr': ({ shattered: s, model }) => shatteredAutocorrFigure(s, shatteredDepth(s, model)),
+  'shattered-spectra': ({ shattered: s, model }) => shatteredSpectraFigure(s, shatteredDepth(s, model)),
 };
 
 export const CHART_IDS = Object.keys(BUILDERS);
