@@ -314,7 +314,6 @@ class AnalysisService:
             raise RequestError(str(exc)) from None
         model, g, _ = self.prepare_request(name, weights, gates, "running")
         self._check_target(model, target)
-        shatter.require_graph()
         digest = sha256_bytes(blob)
         key = ("shattered", digest, model.key, g.tobytes(), target, points, seed)
 

@@ -43,7 +43,6 @@ from app.paths import EXPORT_FORMAT, GRAPH_FILES, SHIPPED_WEIGHTS_DIR
 from app.runtime.chartstats import fit
 from app.runtime.explain import INPUT_LAYER, depth_of
 from app.runtime.explain import layers as explain_layers
-from app.runtime.export_jobs import NotExportedError
 from app.runtime.labels import class_names
 from app.runtime.registry import LoadedModel, ModelRegistry
 from app.runtime.sweeps import weights_fingerprint
@@ -196,15 +195,6 @@ def reference_slopes(points: int = POINTS, seeds: int = REFERENCE_SEEDS) -> dict
     }
 
 
-def require_graph() -> None:
-    """Raise NotExportedError when this build has no explain graph kind at all."""
-    if KIND not in GRAPH_FILES:
-        raise NotExportedError(
-            f"this resviz has no '{KIND}' graph kind (app/paths.py GRAPH_FILES), which the shattered-gradients "
-            "study runs; update resviz to a version that exports it"
-        )
-
-
 IMAGE_DEPTH = depth_of({}, INPUT_LAYER)  # the explain graph's depth that runs the backward down to the image
 
 
@@ -232,7 +222,6 @@ def shattered(
     span: float | None = None,
 ) -> dict:
     """g(t) = d(class score)/dx . u along a line through ``image`` (1, 3, H, W), its autocorrelation and spectrum."""
-    require_graph()
     man = model.manifest
     check_request(model.name, points, seed)
     if target is not None and not 0 <= target < man["num_classes"]:

@@ -10,7 +10,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from app.api.schemas.shattered import Shattered, ShatteredLab
-from app.paths import EXPORT_FORMAT, GRAPH_FILES
+from app.paths import EXPORT_FORMAT
 from app.runtime import shattered as sh
 from app.runtime.preprocess import sha256_bytes
 from app.runtime.samples import sample_bytes
@@ -57,14 +57,31 @@ def test_unknown_model_is_404(client: TestClient) -> None:
     assert r.status_code == 404 and "resnet20" in r.json()["known"]
 
 
-def test_without_the_explain_graph_it_is_404(client: TestClient) -> None:
-    """Exports on demand are off and the explain graph is not exported (or not a kind of this build): 404, not 500."""
-    r = client.post(URL.format("resnet20"), params={"image_id": SAMPLE_ID, "weights": "init"})
+def test_without_the_explain_graph_it_is_404(exported: Callable, models_dir, tmp_path) -> None:  # noqa: ANN001
+    """Exports on demand are off and the explain graph is not exported: 404 with the export command, not 500."""
+    import shutil
+
+    from app.config import Settings
+    from app.main import create_app
+
+    exported("resnet20", kinds=("running",))
+    only_running = tmp_path / "models"
+    shutil.copytree(models_dir / "resnet20" / "init", only_running / "resnet20" / "init")
+    for f in (only_running / "resnet20" / "init").glob("explain-*.onnx"):
+        f.unlink()
+    settings = Settings(
+        models_dir=only_running,
+        data_dir=tmp_path / "data",
+        export_on_start=False,
+        warm_on_start=False,
+        export_on_demand=False,
+    )
+    with TestClient(create_app(settings)) as client:
+        r = client.post(URL.format("resnet20"), params={"image_id": SAMPLE_ID, "weights": "init"})
     assert r.status_code == 404, r.text
-    assert sh.KIND in r.json()["detail"] or "not exported" in r.json()["detail"]
+    assert "not exported" in r.json()["detail"] and "resviz export resnet20" in r.json()["detail"]
 
 
-@pytest.mark.skipif(sh.KIND not in GRAPH_FILES, reason=f"this resviz has no '{sh.KIND}' graph kind yet")
 def test_answer_shape(exported: Callable, make_client: Callable) -> None:
     exported("resnet20", "init", kinds=("running", sh.KIND))
     client = make_client(export_on_demand=False)

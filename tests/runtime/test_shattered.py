@@ -9,7 +9,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from app.paths import GRAPH_FILES
 from app.runtime import shattered as sh
 
 SEEDS = 400
@@ -104,11 +103,6 @@ def test_requests_are_checked() -> None:
 # ---------------------------------------------------------------- the explain graph against torch autograd
 
 
-needs_explain = pytest.mark.skipif(
-    sh.KIND not in GRAPH_FILES, reason=f"this resviz has no '{sh.KIND}' graph kind yet (app/paths.py GRAPH_FILES)"
-)
-
-
 def _torch_line(name: str, variant: str, models_dir: Path, xs: np.ndarray, gates: np.ndarray, target: int):  # noqa: ANN202
     """Logits and d(logit[target])/dx of every input, by torch autograd in float64."""
     import torch
@@ -129,7 +123,6 @@ def _torch_line(name: str, variant: str, models_dir: Path, xs: np.ndarray, gates
     return logits.detach().numpy(), x.grad.numpy()
 
 
-@needs_explain
 @pytest.mark.parametrize("gate", [1.0, 0.0])
 def test_directional_derivative_matches_torch(exported: Callable, models_dir: Path, gate: float) -> None:
     from app.runtime.preprocess import prepare
@@ -171,7 +164,6 @@ def test_directional_derivative_matches_torch(exported: Callable, models_dir: Pa
     assert out["direction"]["spectrum"]["slope"] == pytest.approx(slope, abs=1e-9)
 
 
-@needs_explain
 def test_predicted_target_is_the_top1_class_at_the_image(exported: Callable, models_dir: Path) -> None:
     from app.runtime.preprocess import prepare
     from app.runtime.registry import ModelRegistry
@@ -187,7 +179,6 @@ def test_predicted_target_is_the_top1_class_at_the_image(exported: Callable, mod
     assert out["target"] == int(logits[0].argmax()) and out["target_source"] == "predicted top-1 at x0"
 
 
-@needs_explain
 def test_batches_change_nothing(exported: Callable, models_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """BN on running statistics: the points of the line do not interact, so the batch size changes no number."""
     from app.runtime.preprocess import prepare
