@@ -337,6 +337,7 @@ def main() -> int:
     ap.add_argument("--requests", type=int, default=100, help="analyses sent to the server for the RSS row")
     ap.add_argument("--no-torch", action="store_true")
     ap.add_argument("--no-server", action="store_true")
+    ap.add_argument("--no-explain", action="store_true", help="leave out the explanation rows (bench/explain.py)")
     ap.add_argument("--models-dir", default=str(DEFAULT_MODELS_DIR))
     args = ap.parse_args()
     models_dir = Path(args.models_dir)
@@ -363,6 +364,11 @@ def main() -> int:
             f"{r['grad_ms']:6.1f}ms {r['grad_ratio']:6.2f}x {ag} {agr}"
         )
     out = {"rows": rows, "python": sys.version.split()[0], "cores": os.cpu_count(), "repeat": args.repeat}
+    if not args.no_explain:
+        from bench.explain import explain_rows, print_rows
+
+        out["explain"] = explain_rows(models_dir, names, args.repeat, not args.no_torch, interleaved_ms, ensure)
+        print_rows(out["explain"])
     if not args.no_server:
         srv = server_rows(models_dir, names[0], args.requests)
         out["server"] = srv

@@ -159,8 +159,8 @@ def _clutter(rng: np.random.Generator) -> np.ndarray:
     return out
 
 
-def _render(rng: np.random.Generator, label: int) -> np.ndarray:
-    """One (32, 32, 3) uint8 image of class ``label``."""
+def _render(rng: np.random.Generator, label: int) -> tuple[np.ndarray, np.ndarray]:
+    """One (32, 32, 3) uint8 image of class ``label`` and its object's coverage (32, 32) in [0, 1]."""
     m = _pattern(rng, label)
     fg, bg = _colours(rng)
     img = bg * (1 - m[..., None]) + fg * m[..., None]
@@ -172,18 +172,26 @@ def _render(rng: np.random.Generator, label: int) -> np.ndarray:
     img = img * (1 + gx * _X + gy * _Y)[..., None]
     img = img.reshape(SIZE, _SS, SIZE, _SS, 3).mean(axis=(1, 3))  # box-filter down to 32x32
     img = img + rng.normal(0, rng.uniform(0.02, _NOISE_MAX), size=img.shape)
-    return np.clip(np.round(img * 255), 0, 255).astype(np.uint8)
+    coverage = (m * (1 - clutter)).reshape(SIZE, _SS, SIZE, _SS).mean(axis=(1, 3))  # what clutter leaves visible
+    return np.clip(np.round(img * 255), 0, 255).astype(np.uint8), coverage
 
 
 def make_batch(n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """``n`` generated images (n, 32, 32, 3) uint8 and labels (n,) int64, balanced when 10 divides n."""
+    images, labels, _ = make_batch_with_masks(n, rng)
+    return images, labels
+
+
+def make_batch_with_masks(n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`make_batch` (the same images for the same generator) and each image's object coverage (n, 32, 32)."""
     if n < 0:
         raise ValueError(f"n must be non-negative, got {n}")
     labels = rng.permutation(np.arange(n, dtype=np.int64) % len(CLASSES))
     images = np.empty((n, SIZE, SIZE, 3), dtype=np.uint8)
+    masks = np.empty((n, SIZE, SIZE), dtype=np.float64)
     for i, label in enumerate(labels):
-        images[i] = _render(rng, int(label))
-    return images, labels
+        images[i], masks[i] = _render(rng, int(label))
+    return images, labels, masks
 
 
 def to_tensor(images_uint8: np.ndarray) -> Tensor:
@@ -228,7 +236,7 @@ def save_sample_grid(path: Path, per_class: int = 8) -> None:
         y = pad + row * (cell + pad)
         draw.text((pad, y + cell // 2 - 7), name, fill=(0, 0, 0), font=font)
         for col in range(per_class):
-            tile = Image.fromarray(_render(rng, row)).resize((cell, cell), Image.NEAREST)
+            tile = Image.fromarray(_render(rng, row)[0]).resize((cell, cell), Image.NEAREST)
             canvas.paste(tile, (label_w + pad + col * (cell + pad), y))
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -232,3 +232,18 @@ def test_main_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
     assert main(["resnet20", "--steps", "0", "--out", str(tmp_path / "x")]) != 0
     assert main(["resnet20", "--steps", "many"]) != 0
     assert not (tmp_path / "x").exists()
+
+
+def test_masks_mark_the_object_and_leave_the_images_unchanged():
+    x, y = data.make_batch(60, np.random.default_rng(11))
+    x2, y2, m = data.make_batch_with_masks(60, np.random.default_rng(11))
+    np.testing.assert_array_equal(x, x2)
+    np.testing.assert_array_equal(y, y2)
+    assert m.shape == (60, 32, 32) and 0 <= m.min() and m.max() <= 1
+    lum = x.astype(np.float64) @ np.array([0.299, 0.587, 0.114])  # (n, 32, 32)
+    shapes = [i for i in range(60) if data.CLASSES[y[i]] in ("disc", "square", "triangle")]
+    for i in shapes:  # solid shapes: the pixels the mask marks have the object's colour, the rest the background's
+        inside, outside = lum[i][m[i] > 0.95], lum[i][m[i] < 0.05]
+        assert inside.size > 10 and outside.size > 100
+        assert abs(inside.mean() - outside.mean()) > 3 * max(inside.std(), outside.std()) / np.sqrt(inside.size)
+        assert 0.02 < m[i].mean() < 0.6
