@@ -2,13 +2,15 @@
 
 Per model, batch 1, interleaved with the bare ONNX Runtime forward in the same rounds (medians):
 Grad-CAM at the last block and at every block (the whole answer as the endpoint builds it, and
-the explain graph's run alone), input-gradient saliency, SmoothGrad with n = 16 in one batched
-run, and the torch-autograd baseline computing the same Grad-CAM maps (forward hooks on the
-blocks, one backward of the class score). ``python bench/explain.py`` runs it alone.
+the explain graph's run alone at that ``depth``), input-gradient saliency, SmoothGrad with n = 16
+in one batched run, and the torch-autograd baseline computing the same Grad-CAM maps (forward
+hooks on the blocks, one backward of the class score). ``python bench/explain.py`` runs it alone
+and writes bench/results/explain.json.
 """
 
 from __future__ import annotations
 
+import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -35,7 +37,7 @@ def torch_gradcam_baseline(name: str, x: np.ndarray, layers: list[str]) -> Calla
     for p in model.parameters():
         p.requires_grad_(False)
     blocks = dict(model.named_blocks())
-    xt = torch.from_numpy(x)
+    xt = torch.from_numpy(x).requires_grad_(True)  # the activations join autograd's graph; the weights do not
 
     def run() -> None:
         acts: list[torch.Tensor] = []
@@ -74,13 +76,19 @@ def explain_rows(
         graph = reg.session(model, "explain-running")
         feed = {"image": x, "gates": gates}
         last = model.manifest["blocks"][-1]["id"]
+        target = np.full(1, -1, np.int64)
+
+        def graph_at(layer: str) -> Callable[[], object]:
+            depth = np.array(ex.depth_of(model.manifest, layer), np.int64)  # noqa: B023
+            return lambda: graph.run(None, {**feed, "target": target, "depth": depth})  # noqa: B023
 
         def run(method: str, layer: str, **kw: object) -> Callable[[], object]:
             return lambda: ex.explain(reg, model, x, gates, "running", None, method, layer, **kw)  # noqa: B023
 
         fns: dict[str, Callable[[], object]] = {
             "bare": lambda: bare.run(["logits"], feed),  # noqa: B023
-            "graph": lambda: graph.run(None, {**feed, "target": np.full(1, -1, np.int64)}),  # noqa: B023
+            "graph_one": graph_at(last),
+            "graph_all": graph_at(ex.ALL),
             "gradcam_one": run("gradcam", last),
             "gradcam_all": run("gradcam", "all", overlays=False),
             "saliency": run("saliency", "input"),
@@ -93,7 +101,8 @@ def explain_rows(
         row = {"model": name, **{f"{k}_ms": v for k, v in t.items()}}
         row["gradcam_one_ratio"] = t["gradcam_one"] / t["bare"]
         row["gradcam_all_ratio"] = t["gradcam_all"] / t["bare"]
-        row["graph_ratio"] = t["graph"] / t["bare"]
+        row["graph_one_ratio"] = t["graph_one"] / t["bare"]
+        row["graph_all_ratio"] = t["graph_all"] / t["bare"]
         row["smoothgrad_over_saliency"] = t["smoothgrad"] / t["saliency"]
         rows.append(row)
     return rows
@@ -103,14 +112,16 @@ def print_rows(rows: list[dict]) -> None:
     """The explanation table."""
     print(f"\nexplanations (batch 1; answers as the endpoint builds them; SmoothGrad n = {SMOOTHGRAD_N} in one run)")
     print(
-        f"{'model':<10} {'bare ORT':>9} {'graph':>8} {'Grad-CAM 1':>11} {'x bare':>7} {'all blocks':>11} {'x bare':>7} "
+        f"{'model':<10} {'bare ORT':>9} {'graph 1':>8} {'x bare':>7} {'graph all':>10} {'x bare':>7} "
+        f"{'Grad-CAM 1':>11} {'x bare':>7} {'all blocks':>11} {'x bare':>7} "
         f"{'saliency':>9} {'SmoothGrad':>11} {'/ sal.':>7} {'torch 1':>9} {'torch all':>10}"
     )
     for r in rows:
         t1 = f"{r['torch_one_ms']:7.1f}ms" if "torch_one_ms" in r else f"{'-':>9}"
         ta = f"{r['torch_all_ms']:8.1f}ms" if "torch_all_ms" in r else f"{'-':>10}"
         print(
-            f"{r['model']:<10} {r['bare_ms']:7.1f}ms {r['graph_ms']:6.1f}ms {r['gradcam_one_ms']:9.1f}ms "
+            f"{r['model']:<10} {r['bare_ms']:7.1f}ms {r['graph_one_ms']:6.1f}ms {r['graph_one_ratio']:6.2f}x "
+            f"{r['graph_all_ms']:8.1f}ms {r['graph_all_ratio']:6.2f}x {r['gradcam_one_ms']:9.1f}ms "
             f"{r['gradcam_one_ratio']:6.2f}x {r['gradcam_all_ms']:9.1f}ms {r['gradcam_all_ratio']:6.2f}x "
             f"{r['saliency_ms']:7.1f}ms {r['smoothgrad_ms']:9.1f}ms {r['smoothgrad_over_saliency']:6.2f}x {t1} {ta}"
         )
@@ -133,6 +144,10 @@ def main() -> int:
         Path(args.models_dir), args.models.split(","), args.repeat, not args.no_torch, interleaved_ms, ensure
     )
     print_rows(rows)
+    from bench.run import RESULTS
+
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "explain.json").write_text(json.dumps({"explain": rows, "repeat": args.repeat}, indent=2))
     return 0
 
 

@@ -94,8 +94,9 @@ def maps_of(registry: ModelRegistry, variant: str, x: np.ndarray, targets: np.nd
     out: dict[tuple[str, str], list[np.ndarray]] = {}
     for i in range(len(x)):
         for method in CAMS + GRADS:
+            layer = ex.ALL if method in CAMS else ex.INPUT_LAYER
             answer = ex.explain(
-                registry, model, x[i : i + 1], gates, "running", int(targets[i]), method, "all", overlays=False
+                registry, model, x[i : i + 1], gates, "running", int(targets[i]), method, layer, overlays=False
             )
             for entry in answer["layers"]:
                 m = np.asarray(entry["map"], dtype=np.float64)  # JSON null (not finite) -> nan
@@ -108,7 +109,7 @@ def stage_layers(manifest: dict) -> dict[str, str]:
     last: dict[int, str] = {}
     for b in manifest["blocks"]:
         last[b["stage"]] = b["id"]
-    return {"stem": ex.stem_id(manifest), **{f"stage {s}": bid for s, bid in sorted(last.items())}}
+    return {"stem": ex.layers(manifest)[0][0], **{f"stage {s}": bid for s, bid in sorted(last.items())}}
 
 
 def pointing_table(maps: dict, masks: np.ndarray, layers: dict[str, str]) -> dict:

@@ -154,12 +154,18 @@ def finite_range(m: np.ndarray) -> tuple[float | None, float | None]:
     return (float(v.min()), float(v.max())) if v.size else (None, None)
 
 
+def upsample(m: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """A map (h, w) resized bilinearly to ``size`` (H, W); values that are not finite are read as its minimum."""
+    lo, _ = finite_range(m)
+    flat = np.where(np.isfinite(m), m, lo if lo is not None else 0.0).astype(np.float32)
+    return np.asarray(Image.fromarray(flat, "F").resize((size[1], size[0]), Image.Resampling.BILINEAR), np.float64)
+
+
 def overlay(m: np.ndarray, rgb: np.ndarray) -> str:
     """The map upsampled bilinearly to the input, normalised by its range, coloured, blended over ``rgb`` (PNG)."""
     h, w = rgb.shape[:2]
     lo, hi = finite_range(m)
-    flat = np.where(np.isfinite(m), m, lo if lo is not None else 0.0).astype(np.float32)
-    up = np.asarray(Image.fromarray(flat, "F").resize((w, h), Image.Resampling.BILINEAR), np.float64)
+    up = upsample(m, (h, w))
     if lo is None or hi is None or hi <= lo:
         level = np.zeros((h, w), np.uint8)
     else:
