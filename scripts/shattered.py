@@ -140,7 +140,6 @@ def main() -> int:
     ap.add_argument("--points", type=int, default=shatter.POINTS)
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
-    shatter.require_graph()
     models_dir = args.models_dir.resolve()
     reg = ModelRegistry(models_dir, intra_op_threads=1)
     png, about = the_image()
