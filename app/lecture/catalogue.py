@@ -9,6 +9,9 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, replace
 
+from app.runtime.explain import SAMPLES, STEPS
+from app.specs import CAM_METHODS, INPUT_METHODS
+
 ANALYZE = "POST /api/models/{model}/analyze"
 FEATUREMAP = "GET /api/models/{model}/featuremap"
 GRADIENTS = "POST /api/models/{model}/gradients"
@@ -17,11 +20,10 @@ SWEEP = "GET /api/gradients/depth-sweep"
 EXPLAIN = "POST /api/models/{model}/explain"
 SHATTERED = "GET /api/lab/shattered"
 
-# The explain endpoint's methods: four class activation maps at a layer, three attributions at the input
-# (static/js/charts/explain.js: METHODS). Links are checked against these before anything is drawn.
-CAM_METHODS = ("gradcam", "gradcampp", "hirescam", "layercam")
-EXPLAIN_METHODS = (*CAM_METHODS, "saliency", "smoothgrad", "ig")
-EXPLAIN_DEFAULTS = {"method": "gradcam", "opacity": 0.5, "samples": 16, "steps": 32}
+# The explain endpoint's methods (app.specs): four class activation maps at a layer, three attributions at
+# the input (static/js/charts/explain.js: METHODS). Links are checked against these before anything is drawn.
+EXPLAIN_METHODS = (*CAM_METHODS, *INPUT_METHODS)
+EXPLAIN_DEFAULTS = {"method": CAM_METHODS[0], "opacity": 0.5, "samples": SAMPLES[2], "steps": STEPS[2]}
 EXPLAIN_PARAMS = ("method", "target", "samples", "steps")  # what an explain link adds to layer/block
 EXPLAIN_CHARTS = ("explain", "explain-strip")
 

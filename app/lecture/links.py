@@ -22,6 +22,7 @@ from app.lecture.catalogue import (
     Selection,
     explain_layer,
 )
+from app.runtime.explain import SAMPLES, STEPS
 from app.runtime.preprocess import sha256_bytes
 from app.runtime.registry import ModelRegistry, UnknownModelError, parse_bn, parse_gates
 from app.runtime.samples import sample_bytes, samples
@@ -30,7 +31,6 @@ from app.specs import SPECS
 
 DEFAULT_MODEL = "resnet20"
 RANGES = ("common", "own")
-MAX_COUNT = 1024  # samples / steps a link may name (the explain endpoint may allow fewer, and says so)
 
 
 class LinkError(Exception):
@@ -116,8 +116,9 @@ def _count(q: dict[str, str], key: str) -> int:
     raw = (q.get(key) or "").strip()
     if not raw:
         return EXPLAIN_DEFAULTS[key]
-    if not raw.isdigit() or len(raw) > 4 or not 1 <= int(raw) <= MAX_COUNT:
-        raise LinkError(400, f"{key} must be a whole number from 1 to {MAX_COUNT}, got {raw[:40]!r}")
+    lo, hi, _ = SAMPLES if key == "samples" else STEPS  # the explain endpoint's limits
+    if not raw.isdigit() or len(raw) > 4 or not lo <= int(raw) <= hi:
+        raise LinkError(400, f"{key} must be a whole number from {lo} to {hi}, got {raw[:40]!r}")
     return int(raw)
 
 

@@ -328,8 +328,8 @@ def _check_explain_export(client: TestClient, image_id: str, chart: str, data: d
         ({"target": "10"}, 400, "target must be a class index from 0 to 9 for resnet20, got 10"),
         ({"opacity": "1.5"}, 400, "opacity must be a number from 0 to 1"),
         ({"opacity": "half"}, 400, "opacity must be a number from 0 to 1"),
-        ({"samples": "0"}, 400, "samples must be a whole number from 1 to 1024"),
-        ({"steps": "many"}, 400, "steps must be a whole number from 1 to 1024"),
+        ({"samples": "0"}, 400, "samples must be a whole number from 1 to 64"),
+        ({"steps": "many"}, 400, "steps must be a whole number from 1 to 128"),
         ({"layer": "layer9.9"}, 400, "unknown layer 'layer9.9' for resnet20"),
     ],
 )
