@@ -8,13 +8,14 @@ from typing import Annotated
 
 import numpy as np
 from fastapi import APIRouter, Query, Request
-from fastapi.responses import HTMLResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 
 from app.api.deps import GateDep, RegistryDep, payload_response
 from app.api.pages import TEMPLATES
 from app.api.schemas.common import documented
-from app.api.schemas.responses import Fig7, LabTraining
+from app.api.schemas.responses import Fig7, LabTraining, LandscapeList, LandscapePair
 from app.paths import SAMPLES_DIR, SHIPPED_WEIGHTS_DIR
+from app.runtime import landscapes
 from app.runtime.admission import Job
 from app.runtime.analysis import measure
 from app.runtime.chartstats import finite_mean, moving_average
@@ -141,6 +142,21 @@ async def lab_fig7(
         raise RequestError(str(exc)) from None
     job = Job(("fig7", mode), lambda: Payload.of(fig7(registry, mode)), cost="fig7")
     return payload_response(request, await gate.submit(job, request.is_disconnected))
+
+
+@router.get("/api/lab/landscapes", **documented(LandscapeList))
+def lab_landscapes() -> dict:
+    """Every shipped loss landscape (Li et al. 2018) with its numbers: rises, local minima, eigenvalue ratio."""
+    return landscapes.catalogue()
+
+
+@router.get("/api/lab/landscapes/{model}", **documented(LandscapePair, errors=(404,)))
+def lab_landscape(model: str) -> dict | JSONResponse:
+    """The residual and plain loss surfaces of one depth (grids, 1-D slices, one colour scale, comparisons)."""
+    try:
+        return landscapes.pair(model)
+    except landscapes.UnknownLandscape as exc:
+        return JSONResponse({"detail": str(exc), "known": exc.known}, status_code=404)
 
 
 @router.get("/lab", response_class=HTMLResponse, include_in_schema=False)

@@ -14,6 +14,10 @@ FEATUREMAP = "GET /api/models/{model}/featuremap"
 GRADIENTS = "POST /api/models/{model}/gradients"
 LESION = "POST /api/models/{model}/lesion"
 SWEEP = "GET /api/gradients/depth-sweep"
+LANDSCAPE = "GET /api/lab/landscapes/{model}"
+
+
+LANDSCAPE_SHOWS = "the shipped residual and plain weights, BN running statistics (models/landscapes/)"
 
 
 @dataclass(frozen=True)
@@ -27,6 +31,8 @@ class Chart:
     endpoints: tuple[str, ...]
     params: tuple[str, ...]  # query parameters that change it, beyond model/weights/image/gates/bn
     image: bool = True  # needs an image
+    page: str = "/"  # the page that shows it (the Explore page, or /lab)
+    describes: str = ""  # what it always shows, for charts that take no weights, gates or BN mode from the link
 
     def row(self) -> dict:
         """The catalogue entry as JSON."""
@@ -110,6 +116,24 @@ CHARTS: dict[str, Chart] = {
             ("block",),
         ),
         Chart("prediction", "Top-5 prediction", "", "chart-prediction", (ANALYZE,), ()),
+        *(
+            Chart(
+                f"landscape-{kind}",
+                title,
+                "",
+                f"chart-landscape-{kind}",
+                (LANDSCAPE,),
+                (),
+                False,
+                "/lab",
+                LANDSCAPE_SHOWS,
+            )
+            for kind, title in (
+                ("contour", "Loss landscape contours with and without shortcuts (Li et al. 2018)"),
+                ("surface", "Loss landscape in 3-D with and without shortcuts"),
+                ("slice", "Loss along one random direction with and without shortcuts"),
+            )
+        ),
     )
 }
 

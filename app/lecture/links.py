@@ -13,7 +13,8 @@ from urllib.parse import urlencode
 
 from starlette.concurrency import run_in_threadpool
 
-from app.lecture.catalogue import CHARTS, Chart, Selection
+from app.lecture.catalogue import CHARTS, LANDSCAPE, Chart, Selection
+from app.runtime import landscapes
 from app.runtime.preprocess import sha256_bytes
 from app.runtime.registry import ModelRegistry, UnknownModelError, parse_bn, parse_gates
 from app.runtime.samples import sample_bytes, samples
@@ -68,6 +69,8 @@ class ChartLink:
 
     def describe(self) -> str:
         """One line naming the model, weights, image, gates and BN mode."""
+        if self.chart.describes:
+            return f"model {self.model}, {self.chart.describes}"
         parts = [f"model {self.model}", f"weights {self.variant}"]
         if self.chart.image:
             parts.append(f"image {self.image if self.image in samples() else self.image[:12] + '…'}")
@@ -179,7 +182,12 @@ async def checked_link(
     """Parse and check everything a chart link names; LinkError on the first problem."""
     link = parse_link(chart_id, query, registry)
     blob = resolve_image(link, store)
-    if link.chart.id != "depth-sweep" and (link.sel.layer or link.sel.block):
+    if LANDSCAPE in link.chart.endpoints:
+        try:
+            landscapes.pair(link.model)
+        except landscapes.UnknownLandscape as exc:
+            raise LinkError(404, str(exc)) from None
+    if link.chart.image and (link.sel.layer or link.sel.block):
         try:
             model = await run_in_threadpool(registry.get, link.model, link.weights)
         except UnknownModelError as exc:
@@ -212,10 +220,12 @@ def embed_context(link: ChartLink) -> dict[str, Any]:
         "caption": link.caption,
     }
     main_query = {**link.query(), "view": link.chart.view} if link.chart.view else link.query()
+    if link.chart.page != "/":
+        main_query = {"model": link.model}
     return {
         "error": None,
         "title": link.chart.title,
         "config": config,
         "describe": link.describe(),
-        "open_url": "/?" + urlencode({k: v for k, v in main_query.items() if v}),
+        "open_url": f"{link.chart.page}?" + urlencode({k: v for k, v in main_query.items() if v}),
     }

@@ -44,7 +44,7 @@ def step_url(step: dict) -> str:
         if step.get("hide"):
             q["hide"] = step["hide"]
         q.pop("caption", None)
-        return "/?" + urlencode(q, safe=",")
+        return f"{chart.page}?" + urlencode(q, safe=",")
     q.pop("view", None)
     q.pop("hide", None)
     q.pop("overlay", None)

@@ -25,7 +25,7 @@ import numpy as np
 # The shipped set's resolution (scripts/landscapes.sh): the defaults of ``resviz landscape``.
 DEFAULT_GRID = 17
 DEFAULT_SPAN = 1.0
-DEFAULT_IMAGES = 128
+DEFAULT_IMAGES = 64
 DEFAULT_SEED = 0
 
 RISE_RADII = (0.5, 1.0)

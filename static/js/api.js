@@ -132,6 +132,8 @@ export const gradients = (name, p, signal) =>
 
 export const lesion = (name, p, signal) => post(`/api/models/${encodeURIComponent(name)}/lesion${imageQuery(p)}`, null, signal);
 
+export const labLandscape = (model, signal) => request(`/api/lab/landscapes/${encodeURIComponent(model)}`, { signal });
+
 export const depthSweep = (p, signal) =>
   request(`/api/gradients/depth-sweep${query({ bn: p.bn, weights: p.weights, depths: p.depths, image_id: p.imageId })}`, { signal });
 

@@ -19,6 +19,7 @@ const target = async () => (await api.gradients(cfg.model, params({ gates: 'all-
 
 // The answers a chart reads, as app/lecture/export.py gathers them for an export.
 async function gather() {
+  if (cfg.chart.startsWith('landscape-')) return { landscape: await api.labLandscape(cfg.model) };
   if (cfg.chart === 'depth-sweep') return { sweep: await api.depthSweep({ bn: cfg.bn, weights: cfg.sweep_weights || undefined }) };
   const analysis = await api.analyze(cfg.model, params());
   const data = { analysis };

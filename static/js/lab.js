@@ -4,6 +4,7 @@ import { plot } from "./plot.js";
 import { showError as showErrorBox } from "./status.js";
 import { collapseTable } from "./charts/collapse.js";
 import { curve, fig7Caption, fig7Figures, label } from "./charts/lab.js";
+import { initLandscapes } from "./landscape.js";
 
 const finite = (x) => typeof x === "number" && Number.isFinite(x);
 
@@ -88,7 +89,7 @@ async function main() {
     runsTable(runs);
     document.getElementById("bn").addEventListener("change", () => loadFig7().catch(showError));
     document.getElementById("collapse-bn").addEventListener("change", () => loadCollapse().catch(showError));
-    await Promise.all([loadFig7().catch(showError), loadCollapse().catch(showError)]);
+    await Promise.all([loadFig7().catch(showError), loadCollapse().catch(showError), initLandscapes().catch(showError)]);
   } catch (err) {
     showError(err);
   }

@@ -89,8 +89,14 @@ def test_chart_catalogue(client: TestClient) -> None:
     assert "GET /api/models/{model}/featuremap" in rows["featuremaps"]["endpoints"]
     page = client.get("/").text
     assert 'href="/presets"' in page, "the nav links the lecture page"
-    ids = set(re.findall(r'id="(chart-[a-z-]+)"', page))
-    assert {c["element"] for c in rows.values()} <= ids, "every chart names its element on the main page"
+    for where in {c["page"] for c in rows.values()}:
+        ids = set(re.findall(r'id="(chart-[a-z-]+)"', client.get(where).text))
+        assert {c["element"] for c in rows.values() if c["page"] == where} <= ids, f"every chart's element on {where}"
+    assert {c["id"] for c in rows.values() if c["page"] == "/lab"} == {
+        "landscape-contour",
+        "landscape-surface",
+        "landscape-slice",
+    }
 
 
 def test_every_embed_renders_with_its_data(client: TestClient) -> None:
@@ -105,6 +111,9 @@ def test_every_embed_renders_with_its_data(client: TestClient) -> None:
         assert 'class="site-header"' not in r.text, "an embed is the chart alone"
         if chart == "depth-sweep":
             assert cfg["image_id"] is None
+            continue
+        if chart.startswith("landscape-"):
+            assert cfg["image_id"] is None and client.get("/api/lab/landscapes/resnet20").status_code == 200
             continue
         image_id = cfg["image_id"]
         assert re.fullmatch(r"[0-9a-f]{64}", image_id)
@@ -266,6 +275,9 @@ def test_export_every_chart_offline_with_data(client: TestClient, monkeypatch: p
         data = doc["data"]
         if chart == "depth-sweep":
             assert data == {"sweep": sweep}
+            continue
+        if chart.startswith("landscape-"):
+            assert data == {"landscape": client.get("/api/lab/landscapes/resnet20").json()}
             continue
         # The answers are the API's, as the embed page fetches them (the analysis and what else the chart reads).
         assert data["analysis"] == analysis

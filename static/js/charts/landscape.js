@@ -1,0 +1,172 @@
+// The loss landscapes of the degradation lab (Li et al. 2018), from GET /api/lab/landscapes/{model}: the residual
+// and plain surfaces of one depth side by side on one colour scale (contours and 3-D surfaces of log10 of the
+// loss), and their 1-D slices overlaid. Every number (log10 grids, the common range, rises, minima, ratios,
+// comparisons) comes from the server; these builders only draw and phrase them.
+import { LAB_COLORS, LANDSCAPE_COLORSCALE, LANDSCAPE_MARKS, LEGEND_ABOVE, pageLayout } from './theme.js';
+import { num, pct } from './format.js';
+
+const KINDS = ['residual', 'plain'];
+const rgb = ([r, g, b]) => `rgb(${r},${g},${b})`;
+export const surfaceLabel = (s) => `${s.plain ? 'plain' : 'ResNet'}-${s.depth}`;
+const halves = (pair) => KINDS.map((k) => pair[k]).filter(Boolean);
+const colourOf = (s) => rgb(s.plain ? LAB_COLORS.plain : LAB_COLORS.residual);
+
+function levels(pair) {
+  const { min, max } = pair.colour;
+  const lo = min ?? 0;
+  const hi = max ?? 1;
+  return { zmin: lo, zmax: hi, size: (hi - lo) / 24 || 0.1 };
+}
+
+const colourbar = { title: { text: 'log10 loss', side: 'right' }, thickness: 14, len: 0.9 };
+
+// Contours of both surfaces, side by side, one colour scale (zmin/zmax from the server's common range).
+export function landscapeContourFigure(pair) {
+  const { zmin, zmax, size } = levels(pair);
+  const data = [];
+  const layout = pageLayout({
+    margin: { l: 56, r: 20, t: 44, b: 50 }, showlegend: false, uirevision: `contour-${pair.model}`,
+    annotations: [],
+  });
+  halves(pair).forEach((s, i) => {
+    const ax = i === 0 ? '' : '2';
+    const left = i === 0 ? 0 : 0.53;
+    data.push({
+      type: 'contour', name: surfaceLabel(s), x: s.coords, y: s.coords, z: s.log10_loss, zmin, zmax, zauto: false,
+      autocontour: false, contours: { start: zmin, end: zmax, size, coloring: 'heatmap' }, colorscale: LANDSCAPE_COLORSCALE,
+      showscale: i === halves(pair).length - 1, colorbar, connectgaps: false, line: { width: 0.5, color: 'rgba(0,0,0,0.35)' },
+      xaxis: `x${ax}`, yaxis: `y${ax}`,
+      hovertemplate: `${surfaceLabel(s)}<br>a %{x:.3f}, b %{y:.3f}<br>log10 loss %{z:.3f}<extra></extra>`,
+    });
+    const minima = s.local_minima_at || [];
+    data.push({
+      type: 'scatter', mode: 'markers', name: `${surfaceLabel(s)}: local minima`, x: minima.map((p) => p[0]),
+      y: minima.map((p) => p[1]), marker: { symbol: 'circle-open', size: 9, color: LANDSCAPE_MARKS.minimum, line: { width: 2 } },
+      xaxis: `x${ax}`, yaxis: `y${ax}`, hovertemplate: `${surfaceLabel(s)}: local minimum at (%{x:.2f}, %{y:.2f})<extra></extra>`,
+    });
+    data.push({
+      type: 'scatter', mode: 'markers', name: `${surfaceLabel(s)}: shipped weights`, x: [0], y: [0],
+      marker: { symbol: 'x-thin', size: 10, color: LANDSCAPE_MARKS.centre, line: { width: 2, color: LANDSCAPE_MARKS.centre } },
+      xaxis: `x${ax}`, yaxis: `y${ax}`, hovertemplate: `${surfaceLabel(s)}: the shipped weights<br>loss ${num(s.centre_loss)}<extra></extra>`,
+    });
+    layout[`xaxis${ax}`] = { domain: [left, left + 0.4], title: { text: 'a (along d1)' }, zeroline: false, anchor: `y${ax}` };
+    layout[`yaxis${ax}`] = { title: { text: i === 0 ? 'b (along d2)' : '' }, zeroline: false, anchor: `x${ax}`, scaleanchor: `x${ax}` };
+    layout.annotations.push({ text: `<b>${surfaceLabel(s)}</b>`, xref: 'paper', yref: 'paper', x: left + 0.2, y: 1.02,
+      xanchor: 'center', yanchor: 'bottom', showarrow: false });
+  });
+  return { data, layout, caption: landscapeCaption(pair, 'contour') };
+}
+
+// Both surfaces in 3-D, side by side, z and colour on the same range.
+export function landscapeSurfaceFigure(pair) {
+  const { zmin, zmax } = levels(pair);
+  const data = [];
+  const layout = pageLayout({ margin: { l: 0, r: 0, t: 36, b: 0 }, showlegend: false, uirevision: `surface-${pair.model}`, annotations: [] });
+  halves(pair).forEach((s, i) => {
+    const scene = i === 0 ? 'scene' : 'scene2';
+    const left = i === 0 ? 0 : 0.5;
+    data.push({
+      type: 'surface', name: surfaceLabel(s), x: s.coords, y: s.coords, z: s.log10_loss, cmin: zmin, cmax: zmax,
+      colorscale: LANDSCAPE_COLORSCALE, showscale: i === halves(pair).length - 1, colorbar, scene,
+      hovertemplate: `${surfaceLabel(s)}<br>a %{x:.2f}, b %{y:.2f}<br>log10 loss %{z:.3f}<extra></extra>`,
+    });
+    layout[scene] = {
+      domain: { x: [left, left + 0.48], y: [0, 1] },
+      xaxis: { title: { text: 'a' } }, yaxis: { title: { text: 'b' } },
+      zaxis: { title: { text: 'log10 loss' }, range: [zmin, zmax] },
+      camera: { eye: { x: 1.5, y: -1.5, z: 1.0 } }, aspectmode: 'cube',
+    };
+    layout.annotations.push({ text: `<b>${surfaceLabel(s)}</b>`, xref: 'paper', yref: 'paper', x: left + 0.24, y: 1.0,
+      xanchor: 'center', yanchor: 'bottom', showarrow: false });
+  });
+  return { data, layout, caption: landscapeCaption(pair, 'surface') };
+}
+
+// The 1-D slices theta + a d1 of both networks overlaid (loss on a log axis; accuracy on the right, dotted).
+export function landscapeSliceFigure(pair) {
+  const data = [];
+  for (const s of halves(pair)) {
+    const color = colourOf(s);
+    data.push({
+      type: 'scatter', mode: 'lines+markers', name: `${surfaceLabel(s)} loss`, x: s.slice.alpha, y: s.slice.loss,
+      line: { color, width: 2, dash: s.plain ? 'dash' : 'solid' }, marker: { size: 4 }, connectgaps: false,
+      hovertemplate: `${surfaceLabel(s)}<br>a %{x:.3f}<br>loss %{y:.4g}<extra></extra>`,
+    });
+  }
+  for (const s of halves(pair)) {
+    data.push({
+      type: 'scatter', mode: 'lines', name: `${surfaceLabel(s)} accuracy`, x: s.slice.alpha, y: s.slice.accuracy,
+      yaxis: 'y2', line: { color: colourOf(s), width: 1, dash: 'dot' },
+      hovertemplate: `${surfaceLabel(s)}<br>a %{x:.3f}<br>accuracy %{y:.3f}<extra></extra>`,
+    });
+  }
+  const layout = pageLayout({
+    margin: { l: 64, r: 64, t: 56, b: 48 }, legend: LEGEND_ABOVE, showlegend: true, uirevision: `slice-${pair.model}`,
+    xaxis: { title: { text: 'a: theta + a d1 (the same direction d1 as the contours)' }, zeroline: false },
+    yaxis: { title: { text: 'training loss (log scale)' }, type: 'log', exponentformat: 'power' },
+    yaxis2: { title: { text: 'accuracy (dotted)' }, overlaying: 'y', side: 'right', range: [0, 1], showgrid: false },
+  });
+  return { data, layout, caption: landscapeCaption(pair, 'slice') };
+}
+
+function riseText(r) {
+  return r && r.mean !== null && r.mean !== undefined ? num(r.mean) : 'no number (overflow)';
+}
+
+function curvature(s) {
+  if (s.eig_ratio === null || s.eig_ratio === undefined) return 'no positive curvature in the fit (no bowl)';
+  if (s.eig_ratio === 0) return 'eigenvalue ratio 0 (both curvatures positive: locally convex)';
+  return `eigenvalue ratio ${num(s.eig_ratio, 2)} (a negative curvature: a saddle)`;
+}
+
+function describe(s) {
+  const minima = s.local_minima === 1 ? '1 local minimum' : `${s.local_minima} local minima`;
+  const acc = s.held_out_accuracy === null ? '' : ` (held-out accuracy ${pct(s.held_out_accuracy)})`;
+  return `${surfaceLabel(s)}${acc}: centre loss ${num(s.centre_loss)}, mean rise ${riseText(s.rise_05)} at r = 0.5 ` +
+    `and ${riseText(s.rise_10)} at r = 1, ${minima} on the grid, ${curvature(s)}`;
+}
+
+// What the numbers show, and where our networks differ from the paper's (the server has compared them).
+function verdict(pair) {
+  const res = pair.residual;
+  const pl = pair.plain;
+  if (!res || !pl) return '';
+  const c = pair.comparison || {};
+  const parts = [];
+  if (c.rise_ratio_05 !== null && c.rise_ratio_05 !== undefined) {
+    parts.push(`The plain surface rises ${num(c.rise_ratio_05, 2)}× as much as the residual one at r = 0.5` +
+      (c.rise_ratio_10 !== null && c.rise_ratio_10 !== undefined ? ` and ${num(c.rise_ratio_10, 2)}× at r = 1.` : '.'));
+  }
+  if (c.more_minima === 'plain') parts.push(`It has more local minima (${pl.local_minima} against ${res.local_minima}), as Li et al. find for nets without shortcuts.`);
+  else if (c.more_minima === 'residual') parts.push(`Here the residual surface has more local minima (${res.local_minima} against ${pl.local_minima}).`);
+  else parts.push(`Both have ${pl.local_minima} local minima on the grid.`);
+  if (pl.held_out_accuracy !== null && pl.held_out_accuracy < 0.5) {
+    parts.push(`Unlike the paper's plain nets on CIFAR-10, our plain-${pl.depth} barely trained on the generated set ` +
+      `(${pct(pl.held_out_accuracy)} held-out, centre loss ${num(pl.centre_loss)} against ${num(res.centre_loss)}): its ` +
+      'surface is the one around a near-chance network, not the chaotic landscape of a trained plain net.');
+  }
+  for (const s of [res, pl]) {
+    if (s.bn_statistics !== 're-estimated') continue;
+    const n = s.bn_statistics_detail?.images;
+    parts.push(`With its shipped BN running statistics ${surfaceLabel(s)} gives no finite loss (float16 overflow of ` +
+      `huge variances), so they were re-estimated from ${n ? `${n} ` : ''}training images before the surface was computed.`);
+  }
+  return parts.join(' ');
+}
+
+const METHOD = {
+  contour: 'Contours of log10 of the training loss, one colour scale for both',
+  surface: 'log10 of the training loss in 3-D, the same z range and colours for both',
+  slice: 'The 1-D slice theta + a d1 through the shipped weights (loss on a log axis, accuracy dotted)',
+};
+
+export function landscapeCaption(pair, kind) {
+  const first = halves(pair)[0];
+  if (!first) return 'No surface is shipped for this depth.';
+  const grid = kind === 'slice' ? `${2 * first.grid - 1} points along one random direction`
+    : `a ${first.grid}×${first.grid} grid, theta + a d1 + b d2`;
+  const head = `${METHOD[kind]}: ${grid} with a, b in [-${first.span}, ${first.span}], filter-normalised random ` +
+    `directions (Li et al. 2018), mean cross-entropy over ${first.images} training images, BN on running statistics.`;
+  const nums = halves(pair).map(describe).join('; ');
+  return `${head} ${nums}. ${verdict(pair)}`.trim();
+}
