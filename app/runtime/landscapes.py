@@ -205,6 +205,8 @@ def pair(model: str, directory: Path = SHIPPED_LANDSCAPES_DIR) -> dict:
             if (res["local_minima"] or 0) > (pl["local_minima"] or 0)
             else "same",
             "centre_loss_ratio": _ratio(pl["centre_loss"], res["centre_loss"]),
+            "slice_rise_ratio_05": _ratio(pl["slice_rise_05"]["mean"], res["slice_rise_05"]["mean"]),
+            "slice_rise_ratio_10": _ratio(pl["slice_rise_10"]["mean"], res["slice_rise_10"]["mean"]),
         }
     else:
         out["comparison"] = None

@@ -34,7 +34,7 @@ export function landscapeContourFigure(pair) {
     data.push({
       type: 'contour', name: surfaceLabel(s), x: s.coords, y: s.coords, z: s.log10_loss, zmin, zmax, zauto: false,
       autocontour: false, contours: { start: zmin, end: zmax, size, coloring: 'heatmap' }, colorscale: LANDSCAPE_COLORSCALE,
-      showscale: i === halves(pair).length - 1, colorbar, connectgaps: false, line: { width: 0.5, color: 'rgba(0,0,0,0.35)' },
+      showscale: i === halves(pair).length - 1, colorbar: colourbar, connectgaps: false, line: { width: 0.5, color: 'rgba(0,0,0,0.35)' },
       xaxis: `x${ax}`, yaxis: `y${ax}`,
       hovertemplate: `${surfaceLabel(s)}<br>a %{x:.3f}, b %{y:.3f}<br>log10 loss %{z:.3f}<extra></extra>`,
     });
@@ -67,7 +67,7 @@ export function landscapeSurfaceFigure(pair) {
     const left = i === 0 ? 0 : 0.5;
     data.push({
       type: 'surface', name: surfaceLabel(s), x: s.coords, y: s.coords, z: s.log10_loss, cmin: zmin, cmax: zmax,
-      colorscale: LANDSCAPE_COLORSCALE, showscale: i === halves(pair).length - 1, colorbar, scene,
+      colorscale: LANDSCAPE_COLORSCALE, showscale: i === halves(pair).length - 1, colorbar: colourbar, scene,
       hovertemplate: `${surfaceLabel(s)}<br>a %{x:.2f}, b %{y:.2f}<br>log10 loss %{z:.3f}<extra></extra>`,
     });
     layout[scene] = {
@@ -119,27 +119,38 @@ function curvature(s) {
   return `eigenvalue ratio ${num(s.eig_ratio, 2)} (a negative curvature: a saddle)`;
 }
 
+const heldOut = (s) => (s.held_out_accuracy === null ? '' : ` (held-out accuracy ${pct(s.held_out_accuracy)})`);
+
 function describe(s) {
   const minima = s.local_minima === 1 ? '1 local minimum' : `${s.local_minima} local minima`;
-  const acc = s.held_out_accuracy === null ? '' : ` (held-out accuracy ${pct(s.held_out_accuracy)})`;
-  return `${surfaceLabel(s)}${acc}: centre loss ${num(s.centre_loss)}, mean rise ${riseText(s.rise_05)} at r = 0.5 ` +
-    `and ${riseText(s.rise_10)} at r = 1, ${minima} on the grid, ${curvature(s)}`;
+  return `${surfaceLabel(s)}${heldOut(s)}: centre loss ${num(s.centre_loss)}, mean loss rise ${riseText(s.rise_05)} ` +
+    `on the circle r = 0.5 and ${riseText(s.rise_10)} on r = 1, ${minima} on the grid, ${curvature(s)}`;
 }
 
+function describeSlice(s) {
+  return `${surfaceLabel(s)}${heldOut(s)}: centre loss ${num(s.centre_loss)}, loss rise ${riseText(s.slice_rise_05)} ` +
+    `at a = ±0.5 and ${riseText(s.slice_rise_10)} at a = ±1 (mean of both sides)`;
+}
+
+const times = (x) => (x === null || x === undefined ? null : `${num(x, 2)}×`);
+
 // What the numbers show, and where our networks differ from the paper's (the server has compared them).
-function verdict(pair) {
+function verdict(pair, kind) {
   const res = pair.residual;
   const pl = pair.plain;
   if (!res || !pl) return '';
   const c = pair.comparison || {};
   const parts = [];
-  if (c.rise_ratio_05 !== null && c.rise_ratio_05 !== undefined) {
-    parts.push(`The plain surface rises ${num(c.rise_ratio_05, 2)}× as much as the residual one at r = 0.5` +
-      (c.rise_ratio_10 !== null && c.rise_ratio_10 !== undefined ? ` and ${num(c.rise_ratio_10, 2)}× at r = 1.` : '.'));
+  const [near, far] = kind === 'slice' ? [c.slice_rise_ratio_05, c.slice_rise_ratio_10] : [c.rise_ratio_05, c.rise_ratio_10];
+  if (times(near)) {
+    parts.push(`The plain network's loss rises ${times(near)} as much as the ResNet's at r = 0.5` +
+      (times(far) ? ` and ${times(far)} at r = 1.` : '.'));
   }
-  if (c.more_minima === 'plain') parts.push(`It has more local minima (${pl.local_minima} against ${res.local_minima}), as Li et al. find for nets without shortcuts.`);
-  else if (c.more_minima === 'residual') parts.push(`Here the residual surface has more local minima (${res.local_minima} against ${pl.local_minima}).`);
-  else parts.push(`Both have ${pl.local_minima} local minima on the grid.`);
+  if (kind !== 'slice') {
+    if (c.more_minima === 'plain') parts.push(`Its surface has more local minima (${pl.local_minima} against ${res.local_minima}), as Li et al. find without shortcuts.`);
+    else if (c.more_minima === 'residual') parts.push(`Here the ResNet's surface has more local minima (${res.local_minima} against ${pl.local_minima}).`);
+    else parts.push(`Both surfaces have ${pl.local_minima} local minima on the grid.`);
+  }
   if (pl.held_out_accuracy !== null && pl.held_out_accuracy < 0.5) {
     parts.push(`Unlike the paper's plain nets on CIFAR-10, our plain-${pl.depth} barely trained on the generated set ` +
       `(${pct(pl.held_out_accuracy)} held-out, centre loss ${num(pl.centre_loss)} against ${num(res.centre_loss)}): its ` +
@@ -163,10 +174,10 @@ const METHOD = {
 export function landscapeCaption(pair, kind) {
   const first = halves(pair)[0];
   if (!first) return 'No surface is shipped for this depth.';
-  const grid = kind === 'slice' ? `${2 * first.grid - 1} points along one random direction`
-    : `a ${first.grid}×${first.grid} grid, theta + a d1 + b d2`;
-  const head = `${METHOD[kind]}: ${grid} with a, b in [-${first.span}, ${first.span}], filter-normalised random ` +
-    `directions (Li et al. 2018), mean cross-entropy over ${first.images} training images, BN on running statistics.`;
-  const nums = halves(pair).map(describe).join('; ');
-  return `${head} ${nums}. ${verdict(pair)}`.trim();
+  const where = kind === 'slice' ? `${2 * first.grid - 1} points along d1, a in [-${first.span}, ${first.span}]`
+    : `a ${first.grid}×${first.grid} grid, theta + a d1 + b d2 with a, b in [-${first.span}, ${first.span}]`;
+  const head = `${METHOD[kind]}: ${where}, filter-normalised random directions (Li et al. 2018), mean ` +
+    `cross-entropy over ${first.images} training images, BN on running statistics.`;
+  const nums = halves(pair).map(kind === 'slice' ? describeSlice : describe).join('; ');
+  return `${head} ${nums}. ${verdict(pair, kind)}`.trim();
 }
