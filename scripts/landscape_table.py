@@ -1,7 +1,7 @@
-"""The table of docs/landscapes.md from the shipped loss landscapes (models/landscapes/*.json, no torch).
+"""The tables of docs/landscapes.md from the shipped loss landscapes (models/landscapes/*.json, no torch).
 
-    .venv/bin/python scripts/landscape_table.py           # print the table
-    .venv/bin/python scripts/landscape_table.py --write   # put it into docs/landscapes.md between its markers
+.venv/bin/python scripts/landscape_table.py           # print the numbers and the timings
+.venv/bin/python scripts/landscape_table.py --write   # put them into docs/landscapes.md between their markers
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ sys.path.insert(0, str(ROOT))
 from app.runtime.landscapes import catalogue  # noqa: E402
 
 DOC = ROOT / "docs" / "landscapes.md"
-BEGIN, END = "<!-- landscape-table -->", "<!-- /landscape-table -->"
+MARKS = {"table": "landscape-table", "timing": "landscape-timing"}
 
 
 def _g(x: float | None, digits: int = 3) -> str:
@@ -49,18 +49,43 @@ def table() -> str:
     return "\n".join([head, *rows])
 
 
+def timing() -> str:
+    """One row per surface: its cost, and one grid point timed with torch and with ONNX Runtime."""
+    head = (
+        "| network | points | wall time | s per point | one point, torch | one point, ONNX Runtime | ORT speed-up | "
+        "threads |\n|---|---|---|---|---|---|---|---|"
+    )
+    rows = []
+    total = 0.0
+    for r in catalogue()["surfaces"]:
+        name = f"{'plain' if r['plain'] else 'ResNet'}-{r['depth']}"
+        c = (r["backend"] or {}).get("comparison") or {}
+        total += r["wall_time_s"] or 0.0
+        points = r["grid"] ** 2 + r["grid"] - 1
+        rows.append(
+            f"| {name} | {points} | {r['wall_time_s']:.0f} s | {r['seconds_per_point']:.3f} s | "
+            f"{c.get('torch_s', float('nan')):.3f} s | {c.get('onnxruntime_s', float('nan')):.3f} s | "
+            f"{c.get('speedup', float('nan')):.1f}x | {c.get('threads', '–')} |"
+        )
+    rows.append(f"| all six | | {total:.0f} s ({total / 60:.1f} min) | | | | | |")
+    return "\n".join([head, *rows])
+
+
 def main() -> int:
     """Print the table, or write it into docs/landscapes.md."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--write", action="store_true", help="replace the table in docs/landscapes.md")
     args = parser.parse_args()
-    text = table()
+    parts = {"table": table(), "timing": timing()}
     if not args.write:
-        print(text)
+        print("\n\n".join(parts.values()))
         return 0
     doc = DOC.read_text()
-    start, end = doc.index(BEGIN) + len(BEGIN), doc.index(END)
-    DOC.write_text(doc[:start] + "\n" + text + "\n" + doc[end:])
+    for key, text in parts.items():
+        begin, end = f"<!-- {MARKS[key]} -->", f"<!-- /{MARKS[key]} -->"
+        start, stop = doc.index(begin) + len(begin), doc.index(end)
+        doc = doc[:start] + "\n" + text + "\n" + doc[stop:]
+    DOC.write_text(doc)
     return 0
 
 

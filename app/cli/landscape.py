@@ -11,7 +11,10 @@ from app.cli.errors import CLIError
 
 def cmd_landscape(args: argparse.Namespace) -> int:
     """Compute one surface (1-D slice and 2-D grid of loss and accuracy, with its metrics) and write it as JSON."""
-    from app.nets import landscape
+    try:
+        from app.nets import landscape
+    except ModuleNotFoundError as exc:  # a torch-free install serves the shipped surfaces but computes none
+        raise CLIError(f"resviz landscape needs torch and onnx (pip install 'resviz[export]'): {exc}") from None
 
     out = (
         Path(args.out)

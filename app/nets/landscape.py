@@ -356,8 +356,10 @@ def compute(
     check_args(model, weights, grid, span, images, seed)
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or not 1 <= threads <= 1024):
+        raise ValueError(f"threads must be a whole number from 1 to 1024, got {threads!r}")
     start = time.perf_counter()
-    threads = threads or torch.get_num_threads()
+    threads = threads if threads is not None else torch.get_num_threads()
     previous_threads = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:

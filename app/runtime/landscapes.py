@@ -72,7 +72,8 @@ def _held_out(surface: str) -> float | None:
 
 
 def _rise(metrics: dict, key: str, radius: float) -> dict:
-    return next((r for r in metrics.get(key, []) if r.get("radius") == radius), {"mean": None, "max": None})
+    found = next((r for r in metrics.get(key, []) if r.get("radius") == radius), None)
+    return found or {"radius": radius, "mean": None, "max": None}
 
 
 def summary(doc: dict) -> dict:

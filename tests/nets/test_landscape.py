@@ -146,3 +146,7 @@ def test_cli_writes_the_surface_and_refuses_bad_input(tmp_path: Path, capsys: py
     assert "grid must be an odd number" in capsys.readouterr().err
     assert cli_main(["landscape", "resnet18", "--out", str(out)]) == 2
     assert "CIFAR models" in capsys.readouterr().err
+    assert cli_main(["landscape", "resnet20", "--threads", "-1", "--out", str(out)]) == 2
+    assert "threads must be" in capsys.readouterr().err
+    assert cli_main(["landscape", "resnet20", "--images", "0", "--out", str(out)]) == 2
+    assert "images must be" in capsys.readouterr().err
