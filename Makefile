@@ -6,7 +6,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 export OPENBLAS_NUM_THREADS ?= 1
 
-.PHONY: serve test test-fast lint bench bench-load bench-scale bench-first-run export weights clean browser-deps
+.PHONY: serve test test-fast lint bench bench-load bench-scale bench-first-run export weights landscapes clean browser-deps
 
 $(VENV)/.base: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -65,6 +65,11 @@ weights: $(VENV)/.base
 	$(VENV)/bin/resviz export resnet20 resnet32 resnet44 resnet56 resnet110 --weights trained
 	$(VENV)/bin/resviz export resnet20 resnet32 resnet44 resnet56 resnet110 --weights plain
 	$(PY) scripts/depth_sweep.py
+
+# Re-compute the shipped loss landscapes (models/landscapes/, ~30 min on 2 busy cores) and docs/landscapes.md's tables.
+landscapes: $(VENV)/.base
+	NICE=10 bash scripts/landscapes.sh
+	$(PY) scripts/landscape_table.py --write
 
 export: $(VENV)/.base
 	$(VENV)/bin/resviz export --all

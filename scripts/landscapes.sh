@@ -6,10 +6,10 @@
 #   scripts/landscapes.sh resnet56             # only the named models (residual and plain)
 #   GRID=21 IMAGES=128 scripts/landscapes.sh   # another resolution (the cost grows with GRID^2 x IMAGES)
 #
-# The shipped resolution (grid 17 x 17, span 1, 64 training images, seed 0) took 21 minutes for all six on
-# the project's 2-core machine while other jobs shared it (each file's wall_time_s; docs/landscapes.md has the
-# table): within an hour on such a machine. Each point runs through ONNX Runtime, on every core torch sees
-# (OMP_NUM_THREADS, else all); NICE=10 runs the whole set at a lower priority.
+# The shipped resolution (grid 17 x 17, span 1, 64 training images, seed 0) took 30 minutes of wall time for all
+# six (1777 s; each file's wall_time_s, the table in docs/landscapes.md) on the project's 2-core machine at NICE=10
+# while other jobs kept it busy (load average 6-9): within an hour on such a machine. Each point runs through
+# ONNX Runtime on every core torch sees (OMP_NUM_THREADS, else all); NICE=10 runs the set at a lower priority.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

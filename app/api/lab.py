@@ -8,6 +8,7 @@ from typing import Annotated
 
 import numpy as np
 from fastapi import APIRouter, Query, Request
+from fastapi import Path as PathParam
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 
 from app.api.deps import GateDep, RegistryDep, payload_response
@@ -151,7 +152,14 @@ def lab_landscapes() -> dict:
 
 
 @router.get("/api/lab/landscapes/{model}", **documented(LandscapePair, errors=(404,)))
-def lab_landscape(model: str) -> dict | JSONResponse:
+def lab_landscape(
+    model: Annotated[
+        str,
+        PathParam(
+            description="A CIFAR model with shipped loss landscapes (`GET /api/lab/landscapes`).", examples=["resnet56"]
+        ),
+    ],
+) -> dict | JSONResponse:
     """The residual and plain loss surfaces of one depth (grids, 1-D slices, one colour scale, comparisons)."""
     try:
         return landscapes.pair(model)

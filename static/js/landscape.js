@@ -41,7 +41,9 @@ async function draw(model) {
     return plot(el, fig);
   });
   await Promise.all(drawing);
-  $('landscape-notes').innerHTML = pair.notes.map((n) => `<li>${escapeHtml(n)}</li>`).join('');
+  const notes = $('landscape-notes');
+  notes.innerHTML = pair.notes.map((n) => `<li>${escapeHtml(n)}</li>`).join('');
+  notes.hidden = !pair.notes.length;
   hooks.error = null;
   hooks.drawn += 1;
   window.dispatchEvent(new CustomEvent('resviz:landscape-drawn', { detail: { model } }));
@@ -50,12 +52,12 @@ async function draw(model) {
 function table(rows) {
   const rise = (r) => (r.mean === null ? 'overflow' : num(r.mean));
   const ratio = (r) => (r.eig_ratio === null ? '–' : num(r.eig_ratio, 2));
-  const head = '<tr><th>network</th><th>held-out accuracy</th><th>centre loss</th><th>mean rise, r = 0.5</th>' +
-    '<th>mean rise, r = 1</th><th>local minima</th><th>eigenvalue ratio</th><th>grid, images</th><th>compute time</th></tr>';
+  const head = '<tr><th>network</th><th>held-out acc.</th><th>centre loss</th><th>mean rise r = 0.5</th>' +
+    '<th>mean rise r = 1</th><th>local minima</th><th>eig. ratio</th><th>grid, images</th><th>time</th></tr>';
   const body = rows.map((r) => `<tr><td>${surfaceLabel(r)}</td>` +
     `<td>${r.held_out_accuracy === null ? '–' : pct(r.held_out_accuracy)}</td><td>${num(r.centre_loss)}</td>` +
     `<td>${rise(r.rise_05)}</td><td>${rise(r.rise_10)}</td><td>${r.local_minima}</td><td>${ratio(r)}</td>` +
-    `<td>${r.grid}×${r.grid}, ${r.images}</td><td>${num(r.wall_time_s, 3)} s</td></tr>`);
+    `<td>${r.grid}², ${r.images}</td><td>${num(r.wall_time_s, 3)} s</td></tr>`);
   $('landscape-table').innerHTML = head + body.join('');
 }
 

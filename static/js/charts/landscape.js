@@ -18,11 +18,21 @@ function levels(pair) {
   return { zmin: lo, zmax: hi, size: (hi - lo) / 24 || 0.1 };
 }
 
-const colourbar = { title: { text: 'log10 loss', side: 'right' }, thickness: 14, len: 0.9 };
+// The colour bar of log10 of the loss, labelled in powers of ten.
+function colourbar({ zmin, zmax }) {
+  const step = Math.max(1, Math.ceil((zmax - zmin) / 8));
+  const tickvals = [];
+  for (let k = Math.ceil(zmin); k <= zmax; k += step) tickvals.push(k);
+  return {
+    title: { text: 'training loss', side: 'right' }, thickness: 14, len: 0.9, tickmode: 'array', tickvals,
+    ticktext: tickvals.map((k) => `10<sup>${k}</sup>`),
+  };
+}
 
 // Contours of both surfaces, side by side, one colour scale (zmin/zmax from the server's common range).
 export function landscapeContourFigure(pair) {
-  const { zmin, zmax, size } = levels(pair);
+  const range = levels(pair);
+  const { zmin, zmax, size } = range;
   const data = [];
   const layout = pageLayout({
     margin: { l: 56, r: 20, t: 44, b: 50 }, showlegend: false, uirevision: `contour-${pair.model}`,
@@ -34,9 +44,9 @@ export function landscapeContourFigure(pair) {
     data.push({
       type: 'contour', name: surfaceLabel(s), x: s.coords, y: s.coords, z: s.log10_loss, zmin, zmax, zauto: false,
       autocontour: false, contours: { start: zmin, end: zmax, size, coloring: 'heatmap' }, colorscale: LANDSCAPE_COLORSCALE,
-      showscale: i === halves(pair).length - 1, colorbar: colourbar, connectgaps: false, line: { width: 0.5, color: 'rgba(0,0,0,0.35)' },
-      xaxis: `x${ax}`, yaxis: `y${ax}`,
-      hovertemplate: `${surfaceLabel(s)}<br>a %{x:.3f}, b %{y:.3f}<br>log10 loss %{z:.3f}<extra></extra>`,
+      showscale: i === halves(pair).length - 1, colorbar: colourbar(range), connectgaps: false,
+      line: { width: 0.5, color: 'rgba(0,0,0,0.35)' }, xaxis: `x${ax}`, yaxis: `y${ax}`, customdata: s.loss,
+      hovertemplate: `${surfaceLabel(s)}<br>a %{x:.3f}, b %{y:.3f}<br>loss %{customdata:.4g}<extra></extra>`,
     });
     const minima = s.local_minima_at || [];
     data.push({
@@ -59,22 +69,23 @@ export function landscapeContourFigure(pair) {
 
 // Both surfaces in 3-D, side by side, z and colour on the same range.
 export function landscapeSurfaceFigure(pair) {
-  const { zmin, zmax } = levels(pair);
+  const range = levels(pair);
+  const { zmin, zmax } = range;
   const data = [];
-  const layout = pageLayout({ margin: { l: 0, r: 0, t: 36, b: 0 }, showlegend: false, uirevision: `surface-${pair.model}`, annotations: [] });
+  const layout = pageLayout({ margin: { l: 0, r: 0, t: 36, b: 10 }, showlegend: false, uirevision: `surface-${pair.model}`, annotations: [] });
   halves(pair).forEach((s, i) => {
     const scene = i === 0 ? 'scene' : 'scene2';
     const left = i === 0 ? 0 : 0.5;
     data.push({
       type: 'surface', name: surfaceLabel(s), x: s.coords, y: s.coords, z: s.log10_loss, cmin: zmin, cmax: zmax,
-      colorscale: LANDSCAPE_COLORSCALE, showscale: i === halves(pair).length - 1, colorbar: colourbar, scene,
-      hovertemplate: `${surfaceLabel(s)}<br>a %{x:.2f}, b %{y:.2f}<br>log10 loss %{z:.3f}<extra></extra>`,
+      colorscale: LANDSCAPE_COLORSCALE, showscale: i === halves(pair).length - 1, colorbar: colourbar(range), scene,
+      customdata: s.loss, hovertemplate: `${surfaceLabel(s)}<br>a %{x:.2f}, b %{y:.2f}<br>loss %{customdata:.4g}<extra></extra>`,
     });
     layout[scene] = {
       domain: { x: [left, left + 0.48], y: [0, 1] },
       xaxis: { title: { text: 'a' } }, yaxis: { title: { text: 'b' } },
       zaxis: { title: { text: 'log10 loss' }, range: [zmin, zmax] },
-      camera: { eye: { x: 1.5, y: -1.5, z: 1.0 } }, aspectmode: 'cube',
+      camera: { eye: { x: 1.65, y: -1.65, z: 0.95 } }, aspectmode: 'cube',
     };
     layout.annotations.push({ text: `<b>${surfaceLabel(s)}</b>`, xref: 'paper', yref: 'paper', x: left + 0.24, y: 1.0,
       xanchor: 'center', yanchor: 'bottom', showarrow: false });
@@ -104,7 +115,8 @@ export function landscapeSliceFigure(pair) {
     margin: { l: 64, r: 64, t: 56, b: 48 }, legend: LEGEND_ABOVE, showlegend: true, uirevision: `slice-${pair.model}`,
     xaxis: { title: { text: 'a: theta + a d1 (the same direction d1 as the contours)' }, zeroline: false },
     yaxis: { title: { text: 'training loss (log scale)' }, type: 'log', exponentformat: 'power' },
-    yaxis2: { title: { text: 'accuracy (dotted)' }, overlaying: 'y', side: 'right', range: [0, 1], showgrid: false },
+    yaxis2: { title: { text: 'accuracy (dotted)' }, overlaying: 'y', side: 'right', range: [0, 1], showgrid: false,
+      tickmode: 'array', tickvals: [0, 0.25, 0.5, 0.75, 1], ticktext: ['0', '25%', '50%', '75%', '100%'] },
   });
   return { data, layout, caption: landscapeCaption(pair, 'slice') };
 }
