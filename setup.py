@@ -1,7 +1,8 @@
 """Packaging beside pyproject.toml: the wheel holds app/ with static/, templates/ and the shipped weights inside it.
 
 In the repository those folders sit beside app/ (static/, templates/, models/weights/, models/landscapes/); in a
-wheel they are app/static, app/templates, app/models/weights and app/models/landscapes. ``app.paths.shipped_path`` finds them in either place.
+wheel they are app/static, app/templates, app/models/weights and app/models/landscapes. ``app.paths.shipped_path``
+finds them in either place.
 Every folder is listed as a package of its own (setuptools warns about data in unlisted folders), so new
 modules under app/ and new folders under static/ are picked up without editing this file.
 """

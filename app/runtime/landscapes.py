@@ -63,12 +63,22 @@ def _log10(x: float | None) -> float | None:
     return math.log10(x) if isinstance(x, int | float) and math.isfinite(x) and x > 0 else None
 
 
-def _held_out(surface: str) -> float | None:
-    """Held-out accuracy of the shipped run behind a surface (its training log), if the log is there."""
+@lru_cache(maxsize=32)
+def _log_accuracy(path: str, mtime_ns: int) -> float | None:
     try:
-        return float(json.loads((SHIPPED_WEIGHTS_DIR / f"{surface}.log.json").read_text())["held_out"]["accuracy"])
+        return float(json.loads(Path(path).read_text())["held_out"]["accuracy"])
     except (OSError, ValueError, KeyError, TypeError):
         return None
+
+
+def _held_out(surface: str) -> float | None:
+    """Held-out accuracy of the shipped run behind a surface (its training log, read once per version), if any."""
+    path = SHIPPED_WEIGHTS_DIR / f"{surface}.log.json"
+    try:
+        mtime = path.stat().st_mtime_ns
+    except OSError:
+        return None
+    return _log_accuracy(str(path), mtime)
 
 
 def _rise(metrics: dict, key: str, radius: float) -> dict:
