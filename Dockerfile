@@ -21,6 +21,7 @@ COPY app ./app
 COPY static ./static
 COPY templates ./templates
 COPY models/weights ./models/weights
+COPY models/landscapes ./models/landscapes
 # The wheel the runtime stage installs, and the same wheel with the export extra here (torch is there already).
 RUN pip wheel --no-deps -w /dist . \
  && pip install "$(ls /dist/resviz-*.whl)[export]"

@@ -6,7 +6,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 export OPENBLAS_NUM_THREADS ?= 1
 
-.PHONY: serve test test-fast lint bench bench-load bench-scale bench-first-run export weights shattered clean browser-deps
+.PHONY: serve test test-fast lint bench bench-load bench-scale bench-first-run export weights shattered landscapes clean browser-deps
 
 $(VENV)/.base: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -73,6 +73,11 @@ shattered: $(VENV)/.base
 	$(PY) scripts/shattered.py
 	$(PY) -m pytest -q tests/runtime/test_shattered.py tests/api/test_shattered_api.py tests/api/test_embed.py \
 		tests/browser/test_shattered_browser.py tests/browser/test_figures.py
+
+# Re-compute the shipped loss landscapes (models/landscapes/, ~30 min on 2 busy cores) and docs/landscapes.md's tables.
+landscapes: $(VENV)/.base
+	NICE=10 bash scripts/landscapes.sh
+	$(PY) scripts/landscape_table.py --write
 
 export: $(VENV)/.base
 	$(VENV)/bin/resviz export --all

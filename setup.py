@@ -1,7 +1,8 @@
 """Packaging beside pyproject.toml: the wheel holds app/ with static/, templates/ and the shipped weights inside it.
 
-In the repository those folders sit beside app/ (static/, templates/, models/weights/); in a wheel they are
-app/static, app/templates and app/models/weights. ``app.paths.shipped_path`` finds them in either place.
+In the repository those folders sit beside app/ (static/, templates/, models/weights/, models/landscapes/); in a
+wheel they are app/static, app/templates, app/models/weights and app/models/landscapes. ``app.paths.shipped_path``
+finds them in either place.
 Every folder is listed as a package of its own (setuptools warns about data in unlisted folders), so new
 modules under app/ and new folders under static/ are picked up without editing this file.
 """
@@ -16,10 +17,12 @@ def folders(package: str, where: str) -> list[str]:
 
 packages = find_packages(include=["app", "app.*"]) + ["app.data"]
 packages += folders("app.static", "static") + folders("app.templates", "templates")
-packages += ["app.models", "app.models.weights"]  # the committed weights only, never exported graphs
+# the committed weights and loss landscapes only, never exported graphs
+packages += ["app.models", "app.models.weights", "app.models.landscapes"]
 package_data = {p: ["*"] for p in packages if p.startswith(("app.static", "app.templates"))}
 package_data["app.data"] = ["*.json"]
 package_data["app.models.weights"] = ["*.pt", "*.json"]
+package_data["app.models.landscapes"] = ["*.json"]
 
 setup(
     packages=packages,

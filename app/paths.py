@@ -28,6 +28,7 @@ STATIC_DIR = shipped_path("static")  # pages' scripts, styles and the sample ima
 TEMPLATES_DIR = shipped_path("templates")  # Jinja2 pages
 SAMPLES_DIR = STATIC_DIR / "samples"
 SHIPPED_WEIGHTS_DIR = shipped_path("models/weights")  # committed state dicts, training logs, the depth sweep
+SHIPPED_LANDSCAPES_DIR = shipped_path("models/landscapes")  # the loss landscapes of scripts/landscapes.sh
 # Exported graphs (a build cache): models/ of the checkout, or the user's data folder for a wheel install.
 DEFAULT_MODELS_DIR = REPO / "models" if SOURCE_CHECKOUT else user_data_home() / "models"
 # Bumped whenever the exported graphs or manifest change shape: older exports are redone.

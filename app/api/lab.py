@@ -8,14 +8,16 @@ from typing import Annotated
 
 import numpy as np
 from fastapi import APIRouter, Query, Request
-from fastapi.responses import HTMLResponse, Response
+from fastapi import Path as PathParam
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 
 from app.api.deps import GateDep, RegistryDep, payload_response
 from app.api.pages import TEMPLATES
 from app.api.schemas.common import documented
-from app.api.schemas.responses import Fig7, LabTraining
+from app.api.schemas.responses import Fig7, LabTraining, LandscapeList, LandscapePair
 from app.api.schemas.shattered import ShatteredLab
 from app.paths import SAMPLES_DIR, SHIPPED_WEIGHTS_DIR
+from app.runtime import landscapes
 from app.runtime import shattered as shatter
 from app.runtime.admission import Job
 from app.runtime.analysis import measure
@@ -158,6 +160,28 @@ def lab_shattered(request: Request) -> Response:
             f"no shipped shattered-gradients study ({shatter.SHIPPED_PATH.name}); run python scripts/shattered.py"
         )
     return payload_response(request, Payload.of(doc))
+
+
+@router.get("/api/lab/landscapes", **documented(LandscapeList))
+def lab_landscapes() -> dict:
+    """Every shipped loss landscape (Li et al. 2018) with its numbers: rises, local minima, eigenvalue ratio."""
+    return landscapes.catalogue()
+
+
+@router.get("/api/lab/landscapes/{model}", **documented(LandscapePair, errors=(404,)))
+def lab_landscape(
+    model: Annotated[
+        str,
+        PathParam(
+            description="A CIFAR model with shipped loss landscapes (`GET /api/lab/landscapes`).", examples=["resnet56"]
+        ),
+    ],
+) -> dict | JSONResponse:
+    """The residual and plain loss surfaces of one depth (grids, 1-D slices, one colour scale, comparisons)."""
+    try:
+        return landscapes.pair(model)
+    except landscapes.UnknownLandscape as exc:
+        return JSONResponse({"detail": str(exc), "known": exc.known}, status_code=404)
 
 
 @router.get("/lab", response_class=HTMLResponse, include_in_schema=False)

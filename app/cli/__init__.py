@@ -1,6 +1,6 @@
-"""Command line: resviz serve | models | export | weights | analyze | gradients | explain | images | train | chapter.
+"""Command line: resviz serve, models, export, weights, analyze, gradients, explain, images, train, chapter, landscape.
 
-Each subcommand lives in one module of this package (``models``, ``analysis``, ``serve``, ``chapter``),
+Each subcommand lives in one module of this package (``models``, ``analysis``, ``serve``, ``chapter``, ``landscape``),
 which adds its parser with ``add(sub)``; ``main`` parses and runs.
 """
 
@@ -10,7 +10,7 @@ import argparse
 import os
 import sys
 
-from app.cli import analysis, chapter, models, serve
+from app.cli import analysis, chapter, landscape, models, serve
 from app.cli.errors import CLIError
 from app.paths import DEFAULT_MODELS_DIR
 
@@ -26,7 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="exported graphs and manifests (default: %(default)s)",
     )
     sub = p.add_subparsers(dest="command", required=True)
-    for module in (serve, models, analysis, chapter):
+    for module in (serve, models, analysis, chapter, landscape):
         module.add(sub)
     return p
 

@@ -26,6 +26,10 @@ EXPLAIN_METHODS = (*CAM_METHODS, *INPUT_METHODS)
 EXPLAIN_DEFAULTS = {"method": CAM_METHODS[0], "opacity": 0.5, "samples": SAMPLES[2], "steps": STEPS[2]}
 EXPLAIN_PARAMS = ("method", "target", "samples", "steps")  # what an explain link adds to layer/block
 EXPLAIN_CHARTS = ("explain", "explain-strip")
+LANDSCAPE = "GET /api/lab/landscapes/{model}"
+
+
+LANDSCAPE_SHOWS = "the shipped residual and plain weights, BN running statistics (models/landscapes/)"
 
 
 @dataclass(frozen=True)
@@ -39,7 +43,8 @@ class Chart:
     endpoints: tuple[str, ...]
     params: tuple[str, ...]  # query parameters that change it, beyond model/weights/image/gates/bn
     image: bool = True  # needs an image
-    page: str = "/"  # the page that shows it (its element is there)
+    page: str = "/"  # the page that shows it (the Explore page, or /lab)
+    describes: str = ""  # what it always shows, for charts that take no weights, gates or BN mode from the link
 
     def row(self) -> dict:
         """The catalogue entry as JSON."""
@@ -146,6 +151,24 @@ CHARTS: dict[str, Chart] = {
                 ("traces", "Shattered gradients: the input gradient along a line, ResNet and plain"),
                 ("autocorr", "Shattered gradients: autocorrelation of the input gradient"),
                 ("spectra", "Shattered gradients: power spectrum of the input gradient (log-log slopes)"),
+            )
+        ),
+        *(
+            Chart(
+                f"landscape-{kind}",
+                title,
+                "",
+                f"chart-landscape-{kind}",
+                (LANDSCAPE,),
+                (),
+                False,
+                "/lab",
+                LANDSCAPE_SHOWS,
+            )
+            for kind, title in (
+                ("contour", "Loss landscape contours with and without shortcuts (Li et al. 2018)"),
+                ("surface", "Loss landscape in 3-D with and without shortcuts"),
+                ("slice", "Loss along one random direction with and without shortcuts"),
             )
         ),
     )

@@ -9,9 +9,10 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from app.lecture.catalogue import explain_options, feature_map_choice, strip_options
+from app.lecture.catalogue import LANDSCAPE, explain_options, feature_map_choice, strip_options
 from app.lecture.links import ChartLink
 from app.lecture.standalone import standalone_html
+from app.runtime import landscapes
 from app.runtime import shattered as shatter
 from app.runtime.samples import probe_png, samples
 from app.runtime.service import AnalysisService, RequestError
@@ -44,6 +45,8 @@ def explanations(link: ChartLink, blob: bytes, service: AnalysisService) -> dict
 
 def gather(link: ChartLink, blob: bytes | None, service: AnalysisService) -> dict:
     """The answers a chart reads, exactly as the API gives them to an embed (static/js/embed.js)."""
+    if LANDSCAPE in link.chart.endpoints:
+        return {"landscape": landscapes.pair(link.model)}
     if link.chart.id == "depth-sweep":
         return {
             "sweep": _payload(service.depth_sweep(probe_png(), weights=link.sweep_weights or "trained", bn=link.bn))

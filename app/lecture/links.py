@@ -18,10 +18,12 @@ from app.lecture.catalogue import (
     EXPLAIN_CHARTS,
     EXPLAIN_DEFAULTS,
     EXPLAIN_METHODS,
+    LANDSCAPE,
     Chart,
     Selection,
     explain_layer,
 )
+from app.runtime import landscapes
 from app.runtime.explain import SAMPLES, STEPS
 from app.runtime.preprocess import sha256_bytes
 from app.runtime.registry import ModelRegistry, UnknownModelError, parse_bn, parse_gates
@@ -89,6 +91,8 @@ class ChartLink:
         if self.chart.id.startswith("shattered-"):
             depth = self.model.removeprefix("resnet")
             return f"ResNet-{depth} and plain-{depth}, He-init and trained, BN running statistics (the shipped study)"
+        if self.chart.describes:
+            return f"model {self.model}, {self.chart.describes}"
         parts = [f"model {self.model}", f"weights {self.variant}"]
         if self.chart.image:
             parts.append(f"image {self.image if self.image in samples() else self.image[:12] + '…'}")
@@ -247,6 +251,11 @@ async def checked_link(
     """Parse and check everything a chart link names; LinkError on the first problem."""
     link = parse_link(chart_id, query, registry)
     blob = resolve_image(link, store)
+    if LANDSCAPE in link.chart.endpoints:
+        try:
+            landscapes.pair(link.model)
+        except landscapes.UnknownLandscape as exc:
+            raise LinkError(404, str(exc)) from None
     if link.chart.id.startswith("shattered-"):
         check_shattered(link)
     elif link.explains or (link.chart.image and (link.sel.layer or link.sel.block)):
@@ -294,13 +303,12 @@ def embed_context(link: ChartLink) -> dict[str, Any]:
     if link.explains:
         config |= {**link.sel.explain_fields(), "explain_layer": link.explain_layer}
     main_query = {**link.query(), "view": link.chart.view} if link.chart.view else link.query()
-    open_url = (
-        "/?" + urlencode({k: v for k, v in main_query.items() if v}) if link.chart.page == "/" else link.chart.page
-    )
+    if link.chart.page != "/":
+        main_query = {"model": link.model}
     return {
         "error": None,
         "title": link.chart.title,
         "config": config,
         "describe": link.describe(),
-        "open_url": open_url,
+        "open_url": f"{link.chart.page}?" + urlencode({k: v for k, v in main_query.items() if v}),
     }

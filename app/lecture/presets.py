@@ -45,14 +45,14 @@ def step_url(step: dict) -> str:
     q = {k: v for k, v in parse_qsl(step["query"], keep_blank_values=False) if k in STEP_KEYS}
     if step["mode"] == "page":
         chart = CHARTS[step["chart"]]
-        if chart.page != "/":
-            return chart.page  # a chart of another page (the lab): that page, which has no hide= keys
+        if chart.page != "/":  # a chart of another page (the lab): that page at the link's model; no hide= keys
+            return chart.page + (f"?{urlencode({'model': q['model']})}" if "model" in q else "")
         if chart.view:
             q.setdefault("view", chart.view)
         if step.get("hide"):
             q["hide"] = step["hide"]
         q.pop("caption", None)
-        return "/?" + urlencode(q, safe=",")
+        return f"{chart.page}?" + urlencode(q, safe=",")
     q.pop("view", None)
     q.pop("hide", None)
     q.pop("overlay", None)

@@ -157,8 +157,8 @@ def _atomic_write(path: Path, write: Callable[[Path], None]) -> None:
 class _Progress:
     """A small progress bar on stderr: redrawn in place on a terminal, a line every 5 % otherwise."""
 
-    def __init__(self, total: int, label: str, enabled: bool) -> None:
-        self.total, self.label, self.enabled = total, label, enabled
+    def __init__(self, total: int, label: str, enabled: bool, unit: str = "steps") -> None:
+        self.total, self.label, self.enabled, self.unit = total, label, enabled, unit
         self.tty = enabled and sys.stderr.isatty()
         self.start = time.perf_counter()
         self.last_draw = 0.0
@@ -179,9 +179,9 @@ class _Progress:
         eta = (self.total - step) / rate if rate > 0 else 0.0
         filled = int(24 * step / self.total)
         bar = "#" * filled + "." * (24 - filled)
-        text = (
-            f"{self.label} [{bar}] {step}/{self.total} loss {loss:.3f} acc {acc:.2f} {rate:.2f} steps/s eta {eta:.0f}s"
-        )
+        shown = f"{loss:.3f}" if abs(loss) < 1e4 else f"{loss:.3g}"  # a landscape's far points can be huge
+        text = f"{self.label} [{bar}] {step}/{self.total} loss {shown} acc {acc:.2f} {rate:.2f} {self.unit}/s"
+        text += f" eta {eta:.0f}s"
         if self.tty:
             sys.stderr.write("\r" + text + ("\n" if step == self.total else ""))
         else:

@@ -141,6 +141,8 @@ export function explain(name, p, signal) {
   return post(`/api/models/${encodeURIComponent(name)}/explain${q}`, null, signal);
 }
 
+export const labLandscape = (model, signal) => request(`/api/lab/landscapes/${encodeURIComponent(model)}`, { signal });
+
 export const depthSweep = (p, signal) =>
   request(`/api/gradients/depth-sweep${query({ bn: p.bn, weights: p.weights, depths: p.depths, image_id: p.imageId })}`, { signal });
 

@@ -32,6 +32,7 @@ async function explanations() {
 
 // The answers a chart reads, as app/lecture/export.py gathers them for an export.
 async function gather() {
+  if (cfg.chart.startsWith('landscape-')) return { landscape: await api.labLandscape(cfg.model) };
   if (cfg.chart === 'depth-sweep') return { sweep: await api.depthSweep({ bn: cfg.bn, weights: cfg.sweep_weights || undefined }) };
   if (cfg.chart === 'explain' || cfg.chart === 'explain-strip') return explanations();
   if (cfg.chart.startsWith('shattered-')) return { shattered: await api.getJSON('/api/lab/shattered'), model: cfg.model };

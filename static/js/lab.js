@@ -7,6 +7,7 @@ import { curve, fig7Caption, fig7Figures, label } from "./charts/lab.js";
 import { initShare } from "./share.js";
 import { num } from "./charts/format.js";
 import { shatteredAutocorrFigure, shatteredSpectraFigure, shatteredTracesFigure, slopeText } from "./charts/shattered.js";
+import { initLandscapes } from "./landscape.js";
 
 const finite = (x) => typeof x === "number" && Number.isFinite(x);
 
@@ -144,7 +145,12 @@ async function main() {
     runsTable(runs);
     document.getElementById("bn").addEventListener("change", () => loadFig7().catch(showError));
     document.getElementById("collapse-bn").addEventListener("change", () => loadCollapse().catch(showError));
-    await Promise.all([loadFig7().catch(showError), loadCollapse().catch(showError), loadShattered().catch(showError)]);
+    await Promise.all([
+      loadFig7().catch(showError),
+      loadCollapse().catch(showError),
+      loadShattered().catch(showError),
+      initLandscapes().catch(showError),
+    ]);
   } catch (err) {
     showError(err);
   }

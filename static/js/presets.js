@@ -20,7 +20,7 @@ export function stepUrl(step) {
     if (chart?.view && !q.has('view')) q.set('view', chart.view);
     if (step.hide) q.set('hide', step.hide);
     q.delete('caption');
-    return `/?${qs(q)}`;
+    return `${chart?.page || '/'}?${qs(q)}`;
   }
   for (const key of ['view', 'hide', 'overlay']) q.delete(key);
   return `/embed/${step.chart}?${qs(q)}`;

@@ -69,6 +69,8 @@ def test_other_answers_match_their_models(client) -> None:  # noqa: ANN001
     _valid(r.Deleted, client.delete(f"/api/images/{stored['id']}", headers=admin))
     _valid(r.LabTraining, client.get("/api/lab/training"))
     _valid(sh.ShatteredLab, client.get("/api/lab/shattered"))
+    _valid(r.LandscapeList, client.get("/api/lab/landscapes"))
+    _valid(r.LandscapePair, client.get("/api/lab/landscapes/resnet56"))
     _valid(r.Chapter, client.get("/api/chapter", params={"n": "9"}))
     _valid(r.Dataset, client.get("/api/regression/datasets"))
     _valid(r.Regression, client.post("/api/regression", json={"dataset": "curved", "degree": 2}))

@@ -94,7 +94,13 @@ def test_chart_catalogue(client: TestClient) -> None:
         ids = set(re.findall(r'id="(chart-[a-z-]+)"', client.get(where).text))
         on = {c["element"] for c in rows.values() if c["page"] == where}
         assert on <= ids, f"every chart names its element on its page ({where}): {on - ids}"
-    assert {c["id"] for c in rows.values() if c["page"] == "/lab"} >= {"shattered-traces", "shattered-spectra"}
+    assert {c["id"] for c in rows.values() if c["page"] == "/lab"} >= {
+        "shattered-traces",
+        "shattered-spectra",
+        "landscape-contour",
+        "landscape-surface",
+        "landscape-slice",
+    }
 
 
 def test_every_embed_renders_with_its_data(client: TestClient) -> None:
@@ -109,6 +115,9 @@ def test_every_embed_renders_with_its_data(client: TestClient) -> None:
         assert 'class="site-header"' not in r.text, "an embed is the chart alone"
         if not CHARTS[chart].image:
             assert cfg["image_id"] is None
+            continue
+        if chart.startswith("landscape-"):
+            assert cfg["image_id"] is None and client.get("/api/lab/landscapes/resnet20").status_code == 200
             continue
         image_id = cfg["image_id"]
         assert re.fullmatch(r"[0-9a-f]{64}", image_id)
@@ -279,6 +288,9 @@ def test_export_every_chart_offline_with_data(client: TestClient, monkeypatch: p
             continue
         if chart.startswith("shattered-"):
             assert data == {"shattered": client.get("/api/lab/shattered").json(), "model": "resnet20"}
+            continue
+        if chart.startswith("landscape-"):
+            assert data == {"landscape": client.get("/api/lab/landscapes/resnet20").json()}
             continue
         # The answers are the API's, as the embed page fetches them (the analysis and what else the chart reads).
         assert data["analysis"] == analysis

@@ -178,7 +178,7 @@ def test_shattered_charts_embed_and_export(make_client: Callable) -> None:
     client = make_client()
     r = client.get("/embed/shattered-spectra", params={"model": "resnet56", "caption": "1"})
     assert r.status_code == 200, r.text
-    assert 'href="/lab"' in r.text and "ResNet-56 and plain-56" in r.text
+    assert 'href="/lab?model=resnet56"' in r.text and "ResNet-56 and plain-56" in r.text
     r = client.get("/embed/shattered-traces", params={"model": "resnet32"})
     assert r.status_code == 400 and "resnet20, resnet56, resnet110" in r.text
     r = client.get("/api/export/shattered-autocorr.html", params={"model": "resnet110"})
@@ -187,5 +187,5 @@ def test_shattered_charts_embed_and_export(make_client: Callable) -> None:
     from app.lecture.presets import step_url
 
     step = {"chart": "shattered-traces", "mode": "page", "query": "model=resnet56", "hide": ""}
-    assert step_url(step) == "/lab"
+    assert step_url(step) == "/lab?model=resnet56"
     assert step_url({**step, "mode": "embed"}) == "/embed/shattered-traces?model=resnet56"

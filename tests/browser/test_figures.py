@@ -127,6 +127,21 @@ def test_explore_explanations_draw_what_the_exports_draw(page, offline, server) 
         assert exported["annotations"] == on_page["annotations"] and exported["shapes"] == on_page["shapes"], chart
 
 
+def test_lab_page_draws_what_the_landscape_exports_draw(page, offline, server) -> None:  # noqa: ANN001
+    """The lab's loss-landscape charts (page, embed, offline export): one builder, one answer, one figure."""
+    from tests.browser.test_landscape_browser import quiet_lab, wait_landscape
+
+    quiet_lab(page)
+    page.goto("/lab?model=resnet20")
+    wait_landscape(page, "resnet20")
+    for kind in ("contour", "surface", "slice"):
+        chart = f"landscape-{kind}"
+        on_page = page.evaluate(FIGURE_JS, [f"#chart-{chart}", f"#caption-{chart}"])
+        export = export_figure(offline, server, chart, "model=resnet20")
+        assert export["data"] == on_page["data"] and export["caption"] == on_page["caption"], chart
+        assert export["annotations"] == on_page["annotations"] and export["titles"] == on_page["titles"], chart
+
+
 def _builders(page, server) -> dict:  # noqa: ANN001
     """Every builder run in the page on the API's answers for QUERY (what the embeds fetch)."""
     page.goto("/presets")

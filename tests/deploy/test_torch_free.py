@@ -21,7 +21,16 @@ from tests.conftest import png_bytes
 from tests.deploy.smoke import free_port, request, smoke, wait_ready
 
 pytestmark = pytest.mark.slow
-SOURCES = ("app", "static", "templates", "models/weights", "pyproject.toml", "setup.py", "README.md")
+SOURCES = (
+    "app",
+    "static",
+    "templates",
+    "models/weights",
+    "models/landscapes",
+    "pyproject.toml",
+    "setup.py",
+    "README.md",
+)
 INSTALL_TIMEOUT_S = 180
 
 
@@ -101,3 +110,5 @@ def test_smoke_subset_without_torch(torch_free_server: str) -> None:
     assert "resviz export resnet56 --weights init" in detail and "torch is not installed" in detail
     exports = request(f"{base}/api/exports").json()
     assert exports["can_export"] is False and exports["pending"] == []
+    landscapes = request(f"{base}/api/lab/landscapes")  # the shipped loss landscapes travel in the wheel
+    assert landscapes.status == 200 and len(landscapes.json()["surfaces"]) == 6, landscapes.body[:300]

@@ -219,6 +219,102 @@ class Fig7(Open):
     series: list[Fig7Series]
 
 
+class LandscapeRise(Open):
+    """The loss on a circle (or at both ends of the slice) of one radius, minus the loss at the centre."""
+
+    radius: float
+    mean: Num = Field(description="Mean over the circle (bilinear interpolation at 72 angles): the captions' number.")
+    max: Num = Field(description="Maximum over the circle.")
+
+
+class LandscapeSummary(Open):
+    """The numbers of one shipped loss surface (Li et al. 2018) around a shipped CIFAR network."""
+
+    surface: str = Field(description="`resnet56-residual` or `resnet56-plain`.")
+    model: str
+    depth: int | None
+    weights: str | None = Field(description="`trained` (the ResNet) or `plain` (its twin, every shortcut gate 0).")
+    plain: bool
+    grid: int | None = Field(description="Points per side of the 2-D grid.")
+    span: float | None = Field(description="a and b run over [-span, span].")
+    images: int | None = Field(description="Training images each loss is the mean over.")
+    seed: int | None = Field(description="Seed of the two random directions.")
+    command: str | None = Field(description="The `resviz landscape` command that made the file.")
+    wall_time_s: float | None
+    seconds_per_point: float | None
+    centre_loss: Num = Field(description="Training loss of the shipped weights (a = b = 0).")
+    centre_accuracy: Num
+    held_out_accuracy: Num = Field(description="The shipped run's held-out accuracy (its training log).")
+    rise_05: LandscapeRise = Field(description="Loss rise on the circle of radius 0.5.")
+    rise_10: LandscapeRise = Field(description="Loss rise on the circle of radius 1.0.")
+    slice_rise_05: dict[str, Any] = Field(description="Rise at a = +-0.5 on the 1-D slice (mean, max).")
+    slice_rise_10: dict[str, Any]
+    local_minima: int | None = Field(description="Interior grid points strictly below their 8 neighbours.")
+    centre_is_minimum: bool | None
+    eig_ratio: Num = Field(
+        description="|lambda_min| / lambda_max of the Hessian of a quadratic fit near the centre for a negative "
+        "lambda_min, 0 when both eigenvalues are positive (locally convex), null with no positive eigenvalue."
+    )
+    eigenvalues: list[float] | None
+    convex: bool | None
+    fit_radius: Num = Field(description="Radius of the points the quadratic was fitted to.")
+    fit_points: int | None
+    max_loss: Num
+    non_finite_points: int | None = Field(description="Grid points whose loss overflowed float32 (null in the grid).")
+    bn_statistics: str = Field(description="`shipped`, or `re-estimated` where the shipped ones give no finite loss.")
+    current: bool = Field(description="Whether the surface was computed for the weights shipped now (sha256).")
+
+
+class LandscapeList(Open):
+    """Every shipped loss surface's numbers (no grids)."""
+
+    surfaces: list[LandscapeSummary]
+    models: list[str] = Field(description="Models with a shipped surface.")
+
+
+class LandscapeSlice(Open):
+    """The 1-D slice theta + a d1."""
+
+    alpha: list[float]
+    loss: list[Num]
+    log10_loss: list[Num]
+    accuracy: list[Num]
+
+
+class LandscapeSurface(LandscapeSummary):
+    """One surface with its grids: rows are b (d2), columns a (d1), both over ``coords``."""
+
+    coords: list[float]
+    loss: list[list[Num]]
+    log10_loss: list[list[Num]] = Field(description="log10 of the loss (the contours' and surfaces' z).")
+    accuracy: list[list[Num]] | None
+    local_minima_at: list[list[float]] = Field(description="(a, b) of every strict local minimum of the grid.")
+    slice: LandscapeSlice
+
+
+class LandscapeRange(Open):
+    """One range for both surfaces of a depth (the same colour scale)."""
+
+    quantity: str
+    min: Num
+    max: Num
+
+
+class LandscapePair(Open):
+    """The residual and plain surfaces of one depth, on one colour scale, and how they compare."""
+
+    model: str
+    depth: int | None
+    residual: LandscapeSurface | None
+    plain: LandscapeSurface | None
+    colour: LandscapeRange = Field(description="log10 loss range over both grids: every contour's zmin and zmax.")
+    slice_range: LandscapeRange
+    comparison: dict[str, Any] | None = Field(
+        description="Plain against residual: ratios of the mean rises at 0.5 and 1.0, which has more local minima."
+    )
+    notes: list[str] = Field(description="What the numbers cannot say: re-estimated BN statistics, overflow, stale.")
+
+
 class Chapter(Open):
     """Every figure and worked example of the chapter, computed from the layer definitions."""
 

@@ -1,6 +1,6 @@
 // Chart id -> figure, from the JSON answers a chart reads: the one dispatch of the embeds and the
 // standalone exports (the Explore page's views call the same builders). data: {analysis, featuremap,
-// runs: {residual, plain, current}, lesion, sweep, explanation, strips: {residual, plain}, shattered, model};
+// runs: {residual, plain, current}, lesion, sweep, explanation, strips: {residual, plain}, shattered, model, landscape};
 // sel: {layer, block, channel, range}, and for the explanations {method, target, opacity, samples, steps, explain_layer}.
 import { depthFigure } from './depth.js';
 import { layerHistogramFigure } from './histogram.js';
@@ -13,6 +13,7 @@ import { predictionFigure } from './prediction.js';
 import { overlayFigure, stripFigure } from './explain.js';
 import { shatteredAutocorrFigure, shatteredDepth, shatteredSpectraFigure, shatteredTracesFigure } from './shattered.js';
 import { bnChoice, chosenBlock, chosenLayer } from './select.js';
+import { landscapeContourFigure, landscapeSliceFigure, landscapeSurfaceFigure } from './landscape.js';
 
 const BUILDERS = {
   activations: ({ analysis: a }, sel) => depthFigure(a, { layer: chosenLayer(a, sel).id, block: sel.block }),
@@ -37,6 +38,9 @@ const BUILDERS = {
   'shattered-traces': ({ shattered: s, model }) => shatteredTracesFigure(s, shatteredDepth(s, model)),
   'shattered-autocorr': ({ shattered: s, model }) => shatteredAutocorrFigure(s, shatteredDepth(s, model)),
   'shattered-spectra': ({ shattered: s, model }) => shatteredSpectraFigure(s, shatteredDepth(s, model)),
+  'landscape-contour': ({ landscape }) => landscapeContourFigure(landscape),
+  'landscape-surface': ({ landscape }) => landscapeSurfaceFigure(landscape),
+  'landscape-slice': ({ landscape }) => landscapeSliceFigure(landscape),
 };
 
 export const CHART_IDS = Object.keys(BUILDERS);

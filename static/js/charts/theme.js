@@ -93,3 +93,7 @@ export const LAB_COLORS = { residual: [38, 99, 185], plain: [204, 51, 51] };
 export const DEPTH_SHADE = { 20: 0.45, 32: 0.55, 44: 0.65, 56: 0.75, 110: 1.0 };
 // Legends above the plot, clear of the axis titles below it.
 export const LEGEND_ABOVE = { orientation: 'h', x: 0, y: 1.02, xanchor: 'left', yanchor: 'bottom' };
+
+// The loss landscapes: log10 of the loss on one colour scale for both surfaces of a depth.
+export const LANDSCAPE_COLORSCALE = 'Viridis';
+export const LANDSCAPE_MARKS = { centre: '#ffffff', minimum: '#ff4d4d' };
