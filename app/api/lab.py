@@ -32,6 +32,8 @@ def training_logs(weights_dir: Path = SHIPPED_WEIGHTS_DIR) -> list[dict]:
     rows = []
     for path in sorted(weights_dir.glob("*.log.json")):
         log = json.loads(path.read_text())
+        if path.name != f"{log['model']}-{'plain' if log['plain'] else 'residual'}.log.json":
+            continue  # a tagged log (-nobn, -bn: the batch-norm runs) is not a shipped network's
         rows.append(
             {
                 "model": log["model"],
