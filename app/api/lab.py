@@ -13,6 +13,7 @@ from fastapi.responses import HTMLResponse, Response
 from app.api.deps import GateDep, RegistryDep, payload_response
 from app.api.pages import TEMPLATES
 from app.api.schemas.common import documented
+from app.api.schemas.normalization import BNClaims
 from app.api.schemas.responses import Fig7, LabTraining
 from app.paths import SAMPLES_DIR, SHIPPED_WEIGHTS_DIR
 from app.runtime.admission import Job
@@ -127,6 +128,19 @@ def lab_training() -> dict:
     """Training curves and summary numbers of the shipped plain and residual CIFAR models."""
     rows = training_logs()
     return {"runs": rows, "findings": degradation_verdict(rows)}
+
+
+@router.get("/api/lab/bn-claims", **documented(BNClaims))
+def lab_bn_claims() -> dict:
+    """Batch norm's claims measured: ResNet-20/56, residual and plain, trained with and without BN.
+
+    Loss curves, held-out accuracies, every conv layer's gradient norm at the recorded steps, and the
+    summary numbers the captions quote (steps to a smoothed loss of 1.0, first/last-layer gradient ratios,
+    train-minus-held-out accuracy), all from the shipped logs (``scripts/make_bn_claims.sh``).
+    """
+    from app.runtime.bnclaims import bn_claims
+
+    return bn_claims()
 
 
 @router.get("/api/lab/fig7", **documented(Fig7, errors=(400, 404, 503)))
