@@ -17,8 +17,8 @@ NORMALIZATION_FIELDS = {
     **IMAGE_FIELDS,
     "layer": (
         {"type": "string", "default": "layer1.0.conv1"},
-        "A conv layer followed by a batch norm (its tap id), e.g. `layer1.0.conv1`; "
-        "default: the first block's first conv.",
+        "A conv layer followed by a batch norm (its tap id), e.g. `layer1.0.conv1`, or that BN's id "
+        "(`layer1.0.bn1`: the conv output it normalises); default: the first block's first conv.",
     ),
     "groups": (
         {"type": "integer", "minimum": 1},

@@ -14,6 +14,8 @@ FEATUREMAP = "GET /api/models/{model}/featuremap"
 GRADIENTS = "POST /api/models/{model}/gradients"
 LESION = "POST /api/models/{model}/lesion"
 SWEEP = "GET /api/gradients/depth-sweep"
+BN_CLAIMS = "GET /api/lab/bn-claims"
+NORMALIZATIONS = "POST /api/models/{model}/normalizations"
 
 
 @dataclass(frozen=True)
@@ -27,6 +29,7 @@ class Chart:
     endpoints: tuple[str, ...]
     params: tuple[str, ...]  # query parameters that change it, beyond model/weights/image/gates/bn
     image: bool = True  # needs an image
+    page: str = "/"  # the page whose element draws it ("/lab": the degradation lab)
 
     def row(self) -> dict:
         """The catalogue entry as JSON."""
@@ -110,8 +113,48 @@ CHARTS: dict[str, Chart] = {
             ("block",),
         ),
         Chart("prediction", "Top-5 prediction", "", "chart-prediction", (ANALYZE,), ()),
+        Chart(
+            "bn-loss",
+            "Training loss with and without batch norm",
+            "",
+            "chart-bn-loss",
+            (BN_CLAIMS,),
+            (),
+            image=False,
+            page="/lab",
+        ),
+        Chart(
+            "bn-gradnorms",
+            "Gradient norms across depth with and without batch norm",
+            "",
+            "chart-bn-grads",
+            (BN_CLAIMS,),
+            (),
+            image=False,
+            page="/lab",
+        ),
+        Chart(
+            "normalizations",
+            "The normalisations side by side: histograms of one conv output",
+            "",
+            "chart-norms",
+            (NORMALIZATIONS,),
+            ("layer", "block"),
+            page="/lab",
+        ),
+        Chart(
+            "normalization-channels",
+            "The normalisations side by side: per-channel mean and std",
+            "",
+            "chart-norm-channels",
+            (NORMALIZATIONS,),
+            ("layer", "block"),
+            page="/lab",
+        ),
     )
 }
+BN_CLAIMS_CHARTS = ("bn-loss", "bn-gradnorms")  # drawn from GET /api/lab/bn-claims
+NORMALIZATION_CHARTS = ("normalizations", "normalization-channels")  # from POST .../normalizations
 
 
 @dataclass
@@ -122,6 +165,16 @@ class Selection:
     block: str = ""
     channel: int | None = None
     range: str = "common"
+
+
+def norm_layer_choice(sel: Selection) -> str | None:
+    """The conv layer a normalisations chart shows, as ``normLayerChoice`` in static/js/charts/bnclaims.js.
+
+    The link's ``layer``, else its block's first conv, else None (the endpoint's default).
+    """
+    if sel.layer:
+        return sel.layer
+    return f"{sel.block}.conv1" if sel.block else None
 
 
 def feature_map_choice(analysis: dict, sel: Selection) -> tuple[str, int] | None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from app.lecture.catalogue import feature_map_choice
+from app.lecture.catalogue import BN_CLAIMS_CHARTS, NORMALIZATION_CHARTS, feature_map_choice, norm_layer_choice
 from app.lecture.links import ChartLink
 from app.lecture.standalone import standalone_html
 from app.runtime.samples import probe_png, samples
@@ -33,8 +33,15 @@ def gather(link: ChartLink, blob: bytes | None, service: AnalysisService) -> dic
         return {
             "sweep": _payload(service.depth_sweep(probe_png(), weights=link.sweep_weights or "trained", bn=link.bn))
         }
+    if link.chart.id in BN_CLAIMS_CHARTS:
+        from app.runtime.bnclaims import bn_claims
+
+        return {"bnclaims": bn_claims()}
     assert blob is not None
     common = {"weights": link.weights, "gates": link.gates}
+    if link.chart.id in NORMALIZATION_CHARTS:
+        job = service.normalizations_job(link.model, blob, layer=norm_layer_choice(link.sel), groups=None, **common)
+        return {"norms": _payload(service.compute(job))}
     analysis = _payload(service.analyze(link.model, [blob], bn=link.bn, **common))
     data: dict[str, Any] = {"analysis": analysis}
     if link.chart.id == "featuremaps":

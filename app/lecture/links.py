@@ -212,10 +212,13 @@ def embed_context(link: ChartLink) -> dict[str, Any]:
         "caption": link.caption,
     }
     main_query = {**link.query(), "view": link.chart.view} if link.chart.view else link.query()
+    open_url = (
+        link.chart.page if link.chart.page != "/" else "/?" + urlencode({k: v for k, v in main_query.items() if v})
+    )
     return {
         "error": None,
         "title": link.chart.title,
         "config": config,
         "describe": link.describe(),
-        "open_url": "/?" + urlencode({k: v for k, v in main_query.items() if v}),
+        "open_url": open_url,
     }

@@ -39,6 +39,8 @@ def step_url(step: dict) -> str:
     q = {k: v for k, v in parse_qsl(step["query"], keep_blank_values=False) if k in STEP_KEYS}
     if step["mode"] == "page":
         chart = CHARTS[step["chart"]]
+        if chart.page != "/":  # a chart of another page (the lab) has no Explore view to show
+            return chart.page
         if chart.view:
             q.setdefault("view", chart.view)
         if step.get("hide"):

@@ -106,7 +106,9 @@ def run_row(log: dict, file: str, grads: dict | None = None, grads_file: str | N
         "peak_lr": log["lr_schedule"]["peak_lr"],
         "retried": bool(log.get("retried", False)),
         "retry_reason": log.get("retry_reason"),
-        "attempts": [dict(a) for a in attempts],
+        "attempts": [
+            {**a, "loss_smooth": moving_average([_num(v) for v in a.get("loss", [])], WINDOW)} for a in attempts
+        ],
         "loss": loss,
         "loss_smooth": smooth,
         "accuracy_smooth": moving_average(acc, WINDOW),

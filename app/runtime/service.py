@@ -264,10 +264,12 @@ class AnalysisService:
             raise RequestError(f"{name} has no batch-norm layers to compare")
         first = f"{man['blocks'][0]['id']}.conv1" if man["blocks"] else next(iter(by_input))
         layer = layer or (first if first in by_input else next(iter(by_input)))
+        layer = {b["id"]: b["input"] for b in man["batchnorm"]}.get(layer, layer)  # a BN's id: the conv it normalises
         if layer not in by_input:
             shown = ", ".join(list(by_input)[:6])
             raise RequestError(
-                f"layer must be a conv layer followed by a batch norm, e.g. {shown}, ...; got {layer[:60]!r}"
+                f"layer must be a conv layer followed by a batch norm (or that batch norm), e.g. {shown}, ...; "
+                f"got {layer[:60]!r}"
             )
         channels = next(t["shape"][0] for t in man["taps"] if t["id"] == layer)
         groups = norms.default_groups(channels) if groups is None else groups

@@ -5,6 +5,7 @@ import * as api from './api.js';
 import { PLOT_CONFIG } from './charts/theme.js';
 import { buildFigure } from './charts/build.js';
 import { featureMapChoice } from './charts/select.js';
+import { normLayerChoice } from './charts/bnclaims.js';
 
 const cfg = JSON.parse(document.getElementById('embed-config').textContent);
 const chartEl = document.getElementById('chart');
@@ -20,6 +21,10 @@ const target = async () => (await api.gradients(cfg.model, params({ gates: 'all-
 // The answers a chart reads, as app/lecture/export.py gathers them for an export.
 async function gather() {
   if (cfg.chart === 'depth-sweep') return { sweep: await api.depthSweep({ bn: cfg.bn, weights: cfg.sweep_weights || undefined }) };
+  if (['bn-loss', 'bn-gradnorms'].includes(cfg.chart)) return { bnclaims: await api.bnClaims() };
+  if (['normalizations', 'normalization-channels'].includes(cfg.chart)) {
+    return { norms: await api.normalizations(cfg.model, params({ layer: normLayerChoice(sel) || undefined })) };
+  }
   const analysis = await api.analyze(cfg.model, params());
   const data = { analysis };
   if (cfg.chart === 'featuremaps') {

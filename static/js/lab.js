@@ -4,6 +4,7 @@ import { plot } from "./plot.js";
 import { showError as showErrorBox } from "./status.js";
 import { collapseTable } from "./charts/collapse.js";
 import { curve, fig7Caption, fig7Figures, label } from "./charts/lab.js";
+import { initBnClaims } from "./lab-bnclaims.js";
 
 const finite = (x) => typeof x === "number" && Number.isFinite(x);
 
@@ -95,3 +96,4 @@ async function main() {
 }
 
 main();
+initBnClaims(); // the batch-norm section draws by itself and keeps its errors to itself

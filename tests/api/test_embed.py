@@ -89,8 +89,11 @@ def test_chart_catalogue(client: TestClient) -> None:
     assert "GET /api/models/{model}/featuremap" in rows["featuremaps"]["endpoints"]
     page = client.get("/").text
     assert 'href="/presets"' in page, "the nav links the lecture page"
-    ids = set(re.findall(r'id="(chart-[a-z-]+)"', page))
-    assert {c["element"] for c in rows.values()} <= ids, "every chart names its element on the main page"
+    for url in {c["page"] for c in rows.values()}:  # the Explore page, the lab
+        ids = set(re.findall(r'id="(chart-[a-z-]+)"', client.get(url).text))
+        assert {c["element"] for c in rows.values() if c["page"] == url} <= ids, (
+            f"every chart names its element on {url}"
+        )
 
 
 def test_every_embed_renders_with_its_data(client: TestClient) -> None:
@@ -103,8 +106,10 @@ def test_every_embed_renders_with_its_data(client: TestClient) -> None:
         assert cfg["chart"] == chart and cfg["model"] == "resnet20" and cfg["block"] == "layer2.0"
         assert '<script type="module" src="/static/js/embed.js">' in r.text
         assert 'class="site-header"' not in r.text, "an embed is the chart alone"
-        if chart == "depth-sweep":
+        if not CHARTS[chart].image:  # the depth sweep, the batch-norm claims
             assert cfg["image_id"] is None
+            if chart in ("bn-loss", "bn-gradnorms"):
+                assert client.get("/api/lab/bn-claims").status_code == 200
             continue
         image_id = cfg["image_id"]
         assert re.fullmatch(r"[0-9a-f]{64}", image_id)
@@ -122,6 +127,9 @@ def test_every_embed_renders_with_its_data(client: TestClient) -> None:
         elif chart == "lesion":
             r = client.post("/api/models/resnet20/lesion", params={**q, "target": target})
             assert r.status_code == 200 and len(r.json()["blocks"]) == 9
+        elif chart in ("normalizations", "normalization-channels"):
+            r = client.post("/api/models/resnet20/normalizations", params={**q, "layer": "layer2.0.conv1"})
+            assert r.status_code == 200 and r.json()["shape"][1:] == [32, 16, 16]
     assert client.app.state.store.list() == [], "an embed serves samples by their hash and stores nothing"
 
 
@@ -266,6 +274,14 @@ def test_export_every_chart_offline_with_data(client: TestClient, monkeypatch: p
         data = doc["data"]
         if chart == "depth-sweep":
             assert data == {"sweep": sweep}
+            continue
+        if chart in ("bn-loss", "bn-gradnorms"):
+            assert data == {"bnclaims": client.get("/api/lab/bn-claims").json()}
+            continue
+        if chart in ("normalizations", "normalization-channels"):  # the BN of the link's layer: its conv input
+            q = {**BASE, "image_id": image_id, "layer": "layer1.1.bn2"}
+            assert data == {"norms": client.post("/api/models/resnet20/normalizations", params=q).json()}
+            assert data["norms"]["layer"] == "layer1.1.conv2"
             continue
         # The answers are the API's, as the embed page fetches them (the analysis and what else the chart reads).
         assert data["analysis"] == analysis

@@ -47,8 +47,10 @@ def _conv_output(models_dir: Path, blob: bytes, layer: str, gates: np.ndarray) -
 )
 def test_numbers_equal_torch_on_the_real_conv_output(client, models_dir: Path, layer, groups, gates: str) -> None:  # noqa: ANN001
     blob = png_bytes((48, 40), seed=5)
-    params = {"weights": "trained", "gates": gates} | ({"layer": layer} if layer else {}) | (
-        {"groups": groups} if groups else {}
+    params = (
+        {"weights": "trained", "gates": gates}
+        | ({"layer": layer} if layer else {})
+        | ({"groups": groups} if groups else {})
     )
     r = client.post(URL, files=[("image", ("a.png", blob, "image/png"))], data=params)
     assert r.status_code == 200, r.text
@@ -94,6 +96,8 @@ def test_numbers_equal_torch_on_the_real_conv_output(client, models_dir: Path, l
 def test_a_sample_as_the_image_is_not_counted_twice(client) -> None:  # noqa: ANN001
     sid = next(h for h, f in sample_hashes().items() if f == "shapes-32.png")
     body = client.post(URL, params={"image_id": sid, "weights": "trained"}).json()
+    by_bn = client.post(URL, params={"image_id": sid, "weights": "trained", "layer": "layer1.0.bn1"}).json()
+    assert by_bn["layer"] == "layer1.0.conv1" and by_bn["methods"] == body["methods"], "a BN's id names its input"
     assert "shapes-32" not in body["batch"]["samples"] and body["batch"]["images"] == len(samples_of_size(32))
     assert body["image_sha256"] == sid
 
@@ -102,7 +106,7 @@ def test_a_sample_as_the_image_is_not_counted_twice(client) -> None:  # noqa: AN
     ("params", "status", "message"),
     [
         ({"layer": "layer9.0.conv1"}, 400, "layer must be a conv layer"),
-        ({"layer": "layer1.0.bn1"}, 400, "layer must be a conv layer"),
+        ({"layer": "layer1.0"}, 400, "layer must be a conv layer"),
         ({"groups": "3"}, 400, "groups must divide the 16 channels"),
         ({"groups": "0"}, 400, "groups must divide"),
         ({"groups": "-4"}, 400, "groups must divide"),

@@ -1,6 +1,6 @@
 // Chart id -> figure, from the JSON answers a chart reads: the one dispatch of the embeds and the
 // standalone exports (the Explore page's views call the same builders). data: {analysis, featuremap,
-// runs: {residual, plain, current}, lesion, sweep}; sel: {layer, block, channel, range}.
+// runs: {residual, plain, current}, lesion, sweep, bnclaims, norms}; sel: {layer, block, channel, range}.
 import { depthFigure } from './depth.js';
 import { layerHistogramFigure } from './histogram.js';
 import { depthHeatmapFigure } from './heatmap.js';
@@ -10,6 +10,7 @@ import { depthSweepFigure, gradNormFigure, lesionFigure } from './gradients.js';
 import { ratioFigure, residualHistogramFigure, scatterFigure } from './residual.js';
 import { predictionFigure } from './prediction.js';
 import { bnChoice, chosenBlock, chosenLayer } from './select.js';
+import { bnGradFigure, bnLossFigure, normsChannelFigure, normsFigure } from './bnclaims.js';
 
 const BUILDERS = {
   activations: ({ analysis: a }, sel) => depthFigure(a, { layer: chosenLayer(a, sel).id, block: sel.block }),
@@ -29,6 +30,10 @@ const BUILDERS = {
   'residual-scatter': ({ analysis: a }, sel) => scatterFigure(chosenBlock(a, sel)),
   'residual-histogram': ({ analysis: a }, sel) => residualHistogramFigure(chosenBlock(a, sel)),
   prediction: ({ analysis: a }) => predictionFigure(a),
+  'bn-loss': ({ bnclaims }) => bnLossFigure(bnclaims),
+  'bn-gradnorms': ({ bnclaims }) => bnGradFigure(bnclaims),
+  normalizations: ({ norms }) => normsFigure(norms),
+  'normalization-channels': ({ norms }) => normsChannelFigure(norms),
 };
 
 export const CHART_IDS = Object.keys(BUILDERS);

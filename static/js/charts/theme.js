@@ -87,3 +87,11 @@ export const LAB_COLORS = { residual: [38, 99, 185], plain: [204, 51, 51] };
 export const DEPTH_SHADE = { 20: 0.45, 32: 0.55, 44: 0.65, 56: 0.75, 110: 1.0 };
 // Legends above the plot, clear of the axis titles below it.
 export const LEGEND_ABOVE = { orientation: 'h', x: 0, y: 1.02, xanchor: 'left', yanchor: 'bottom' };
+
+// Batch norm's claims and the normalisations side by side (charts/bnclaims.js): with BN solid, without dashed;
+// one colour per normalisation; the gradient norms' steps from light (step 0) to dark (the last step).
+export const NORM_DASH = { batch: 'solid', none: 'dash' };
+export const NORM_COLORS = {
+  batch: '#3b6fb6', layer: '#e07b28', instance: '#3a9a4b', group: '#8e6bbf', lrn: '#8c6d31', running: '#555555',
+};
+export const BN_RUN_COLORS = { batch: [38, 99, 185], none: [224, 123, 40] };
