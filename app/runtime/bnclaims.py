@@ -177,7 +177,7 @@ def findings(pairs: list[dict]) -> list[str]:
         with_bn = f"with BN {_fmt(s['final_train_loss']['bn'])} (held-out {_fmt(s['held_out_accuracy']['bn'], '.1%')})"
         reach = s["steps_to_loss_1"]
         speed = (
-            f"smoothed loss 1.0 reached at step {reach['bn'] if reach['bn'] is not None else 'never'} with BN, "
+            f"Smoothed loss 1.0 reached at step {reach['bn'] if reach['bn'] is not None else 'never'} with BN, "
             f"{reach['nobn'] if reach['nobn'] is not None else 'never'} without"
         )
         r0, r1 = s["ratio_step0"], s["ratio_end"]

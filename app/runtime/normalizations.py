@@ -79,7 +79,7 @@ METHODS: tuple[Method, ...] = (
     Method(
         "running",
         "The model's BN (running statistics)",
-        "N,H,W (of the training batches)",
+        "N,H,W of training",
         "per channel, with the mean and variance averaged over training (as the network runs at inference)",
         "The network's own batch norm on this layer, x_hat = (x - running_mean) / sqrt(running_var + eps), "
         "before its learned gamma and beta.",

@@ -10,6 +10,7 @@ const $ = (id) => document.getElementById(id);
 const finite = (x) => typeof x === 'number' && Number.isFinite(x);
 const state = { imageId: null, model: 'resnet20', layers: null, controller: null };
 const TALL = 680; // the two 2x2 / 2x3 grids
+const hooks = (window.__labBn = { claims: null, norms: null, draws: 0 }); // what the browser tests read
 
 function message(id, text) {
   const el = $(id);
@@ -30,8 +31,8 @@ function runsTable(claims) {
   const fixed = (x, d = 3) => (finite(x) ? x.toFixed(d) : '–');
   const percent = (x) => (finite(x) ? pct(x) : '–');
   const head = '<tr><th>network</th><th>BN</th><th>peak lr</th><th>outcome</th><th>final training loss</th>' +
-    '<th>steps to loss 1.0</th><th>held-out accuracy</th><th>train − held-out</th><th>first/last ‖∂L/∂W‖, step 0</th>' +
-    '<th>… last step</th><th>time</th></tr>';
+    '<th>steps to loss 1.0</th><th>held-out accuracy</th><th>train − held-out</th><th>grad ratio, step 0</th>' +
+    '<th>grad ratio, end</th><th>time</th></tr>';
   const rows = claims.runs.map((r) => {
     const g = r.grad_norms;
     const ratio = (i) => (g && g.first_last_ratio.length ? num(g.first_last_ratio.at(i), 3) : '–');
@@ -59,7 +60,8 @@ async function loadClaims() {
     message('chart-bn-loss', 'No batch-norm logs are shipped (models/weights/*-nobn.log.json); run scripts/make_bn_claims.sh.');
     return;
   }
-  draw('chart-bn-loss', bnLossFigure(claims));
+  hooks.claims = claims;
+  draw('chart-bn-loss', bnLossFigure(claims), 500);
   draw('chart-bn-grads', bnGradFigure(claims), TALL);
   $('bn-findings').innerHTML = claims.findings.map((f) => `<li>${escapeHtml(f)}</li>`).join('');
   runsTable(claims);
@@ -95,11 +97,13 @@ async function loadNorms() {
     fillSelect($('norm-layer'), norms.layers, norms.layer);
   }
   fillSelect($('norm-groups'), divisors(norms.shape[1]), norms.groups, (g) => `G = ${g}`);
+  hooks.norms = norms;
   draw('chart-norms', normsFigure(norms), TALL);
   draw('chart-norm-channels', normsChannelFigure(norms));
   $('norm-notes').innerHTML = normMethodNotes(norms)
     .map((n) => `<li><b>${escapeHtml(n.name)}</b> ${escapeHtml(n.text)}</li>`).join('');
   $('norm-status').textContent = '';
+  hooks.draws += 1;
 }
 
 async function chooseSample(file) {

@@ -48,7 +48,7 @@ export function bnLossFigure(claims) {
       data.push({
         type: 'scatter', mode: 'markers+text', name: `${name}: diverged`, showlegend: false,
         x: [r.diverged_at_step], y: [LOSS_RANGE[1]], text: [`${runLabel(r)} no BN: NaN at step ${r.diverged_at_step}`],
-        textposition: 'middle right', marker: { symbol: 'x', size: 12, color: line.color },
+        textposition: 'bottom right', marker: { symbol: 'x', size: 12, color: line.color },
         hovertemplate: `${name}<br>loss not finite at step %{x}<extra></extra>`,
       });
     }
@@ -115,7 +115,7 @@ const PANEL_Y = [[0.58, 1], [0.58, 1], [0, 0.42], [0, 0.42]];
 
 function shade(norm, k, n) {
   const [r, g, b] = BN_RUN_COLORS[norm];
-  const s = n > 1 ? 0.3 + 0.7 * (k / (n - 1)) : 1;
+  const s = n > 1 ? 0.45 + 0.55 * (k / (n - 1)) : 1;
   const mix = (c) => Math.round(255 - (255 - c) * s);
   return `rgb(${mix(r)},${mix(g)},${mix(b)})`;
 }
@@ -159,7 +159,8 @@ function legendShown(data, name) {
 
 function gradPart(claims, depth, plain) {
   const pair = pairOf(claims, depth, plain);
-  if (!pair) return null;
+  const logged = ['batch', 'none'].some((norm) => runOf(claims, depth, plain, norm)?.grad_norms);
+  if (!pair || !logged) return null;
   const s = pair.summary;
   const r0 = s.ratio_step0;
   const r1 = s.ratio_end;
@@ -188,14 +189,14 @@ function bnGradCaption(claims) {
 
 // The normalisations side by side: one histogram per method on the bins they share, titled with the axes it
 // averages over and how many values one statistic pools.
-const GRID_X = [[0, 0.3], [0.35, 0.65], [0.7, 1]];
-const GRID_Y = [[0.6, 1], [0, 0.4]];
+const GRID_X = [[0, 0.28], [0.36, 0.64], [0.72, 1]];
+const GRID_Y = [[0.58, 0.9], [0, 0.32]];
 
 export function normsFigure(norms) {
   const centres = binCentres(norms.edges);
   const widths = binWidths(norms.edges);
   const data = [];
-  const layout = baseLayout({ margin: { l: 56, r: 16, t: 56, b: 44 }, bargap: 0, annotations: [], uirevision: 'norms' });
+  const layout = baseLayout({ margin: { l: 56, r: 16, t: 40, b: 44 }, bargap: 0, annotations: [], uirevision: 'norms' });
   norms.methods.forEach((m, i) => {
     const k = i === 0 ? '' : String(i + 1);
     const [col, row] = [i % 3, Math.floor(i / 3)];
@@ -205,9 +206,9 @@ export function normsFigure(norms) {
       domain: xd, anchor: `y${k}`, range: [norms.edges[0], norms.edges[norms.edges.length - 1]],
     });
     layout[`yaxis${k}`] = axis(col === 0 ? 'count' : '', { domain: yd, anchor: `x${k}` });
-    const pooled = m.pooled === null ? 'statistics from training' : `${int(m.pooled)} values per statistic`;
+    const pooled = m.pooled === null ? 'mean and variance from training' : `${int(m.pooled)} values per statistic`;
     layout.annotations.push({
-      text: `<b>${m.name}</b><br>over ${m.axes} · ${pooled}`, xref: 'paper', yref: 'paper',
+      text: `<b>${m.name}</b><br>averages over ${m.axes}<br>${pooled}`, xref: 'paper', yref: 'paper',
       x: (xd[0] + xd[1]) / 2, y: yd[1], yanchor: 'bottom', showarrow: false, font: { size: 11 },
     });
     data.push({
@@ -219,8 +220,13 @@ export function normsFigure(norms) {
   return { data, layout, caption: normsCaption(norms) };
 }
 
+// A number where float64 rounding (1e-17 for a mean set to 0) reads as 0.
+const show = (x, digits = 3) => (finite(x) && Math.abs(x) < 1e-9 ? '0' : num(x, digits));
+
 function range(pair, digits = 2) {
-  return pair && finite(pair[0]) ? `${num(pair[0], digits)} to ${num(pair[1], digits)}` : 'n/a';
+  if (!pair || !finite(pair[0])) return 'n/a';
+  const [a, b] = [show(pair[0], digits), show(pair[1], digits)];
+  return a === b ? a : `${a} to ${b}`;
 }
 
 function normsCaption(norms) {
@@ -234,10 +240,11 @@ function normsCaption(norms) {
     `${range(norms.before.channel_mean_range)} and stds ${range(norms.before.channel_std_range)}. `;
   if (b && inst) {
     text += `Batch norm sets each channel to mean 0 over the batch, so this image's channel means stay ` +
-      `${range(b.channel_mean_range)}; instance norm sets them to 0 (${range(inst.channel_mean_range, 1)}) with std 1 — ` +
+      `${range(b.channel_mean_range)}; instance norm sets every one to ${range(inst.channel_mean_range)} with std ` +
+      `${range(inst.channel_std_range, 3)} — ` +
       `the two differ by up to ${num(norms.batch_vs_instance_max_abs)} here. `;
   }
-  if (by.lrn) text += `Local response norm subtracts nothing: mean ${num(by.lrn.mean)}, std ${num(by.lrn.std)}. `;
+  if (by.lrn) text += `Local response norm subtracts nothing: mean ${show(by.lrn.mean)}, std ${show(by.lrn.std)}. `;
   return text + 'Weight normalisation (Salimans & Kingma 2016) rescales the weights, not the activations, so it has ' +
     'no histogram here.' + (norms.notes.length ? ` ${norms.notes.join(' ')}` : '');
 }
@@ -280,8 +287,8 @@ export function normMethodNotes(norms) {
     return {
       id: m.id,
       name: m.name,
-      text: `averages ${m.axes_words} (${m.axes}; ${pooled}). ${m.about} Here: overall mean ${num(m.mean)}, ` +
-        `std ${num(m.std)}; channel means ${range(m.channel_mean_range)}.`,
+      text: `averages ${m.axes_words} (${m.axes}; ${pooled}). ${m.about} Here: overall mean ${show(m.mean)}, ` +
+        `std ${show(m.std)}; channel means ${range(m.channel_mean_range)}.`,
     };
   });
 }
