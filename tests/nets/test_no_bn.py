@@ -187,3 +187,14 @@ def test_cli_no_bn_writes_the_log_only(tmp_path: Path, capsys: pytest.CaptureFix
     assert main(["resnet20", "--grad-norms-at", "zero", "--out", str(tmp_path / "x")]) == 2
     assert main(["resnet20", "--steps", "5", "--retry-lr", "0.5", "--out", str(tmp_path / "x")]) == 2
     assert not (tmp_path / "x").exists()
+
+
+def test_resviz_train_no_bn_exports_nothing(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
+    from app.cli import main as resviz
+
+    models = tmp_path / "models"
+    argv = ["--models-dir", str(models), "train", "resnet20", "--steps", "2", "--batch-size", "4", "--no-bn"]
+    assert resviz([*argv, "--out", str(tmp_path / "w"), "--quiet"]) == 0
+    assert "no weights to export" in capsys.readouterr().out
+    assert sorted(p.name for p in (tmp_path / "w").iterdir()) == ["resnet20-residual-nobn.log.json"]
+    assert not models.exists()

@@ -5,7 +5,8 @@ import { BN_RUN_COLORS, DEPTH_SHADE, LAB_COLORS, LEGEND_ABOVE, NORM_COLORS, NORM
 import { binCentres, binWidths, int, num } from './format.js';
 
 const finite = (x) => typeof x === 'number' && Number.isFinite(x);
-const LOSS_RANGE = [0.03, 30]; // the loss axis (log): a diverged run's 1e21 would flatten every other curve
+const LOSS_RANGE = [0.1, 30]; // the loss axis (log): a diverged run's 1e21 would flatten every other curve
+const LOSS_TICKS = [0.1, 0.2, 0.5, 1, 2, 5, 10, 20];
 
 export const runLabel = (r) => `${r.plain ? 'plain' : 'ResNet'}-${r.depth}`;
 const normText = (norm) => (norm === 'none' ? 'no BN' : 'BN');
@@ -68,7 +69,9 @@ export function bnLossFigure(claims) {
   const layout = baseLayout({
     margin: { l: 64, r: 20, t: 90, b: 45 }, showlegend: true, legend: LEGEND_ABOVE, uirevision: 'bn-loss',
     xaxis: axis('training step'),
-    yaxis: axis('training loss (log, 25-step average)', { type: 'log', range: LOSS_RANGE.map(Math.log10) }),
+    yaxis: axis('training loss (log, 25-step average)', {
+      type: 'log', range: LOSS_RANGE.map(Math.log10), tickvals: LOSS_TICKS, ticktext: LOSS_TICKS.map(String),
+    }),
   });
   return { data, layout, caption: bnLossCaption(claims) };
 }
@@ -124,13 +127,14 @@ export function bnGradFigure(claims) {
   const data = [];
   const allSteps = [...new Set(claims.runs.flatMap((r) => (r.grad_norms ? r.grad_norms.steps : [])))].sort((a, b) => a - b);
   const layout = baseLayout({
-    margin: { l: 64, r: 20, t: 100, b: 45 }, showlegend: true, legend: LEGEND_ABOVE, uirevision: 'bn-grads',
+    margin: { l: 64, r: 20, t: 100, b: 45 }, showlegend: true, legend: { ...LEGEND_ABOVE, traceorder: 'normal' },
+    uirevision: 'bn-grads',
     annotations: [],
   });
   PANELS.forEach((p, i) => {
     const k = i === 0 ? '' : String(i + 1);
     layout[`xaxis${k}`] = axis(i >= 2 ? 'conv layer (input → output)' : '', { domain: PANEL_X[i], anchor: `y${k}` });
-    layout[`yaxis${k}`] = axis(i % 2 === 0 ? '‖∂L/∂W‖ (log)' : '', { domain: PANEL_Y[i], anchor: `x${k}`, type: 'log' });
+    layout[`yaxis${k}`] = axis(i % 2 === 0 ? '‖∂L/∂W‖ (log)' : '', { domain: PANEL_Y[i], anchor: `x${k}`, type: 'log', dtick: 1 });
     layout.annotations.push({
       text: `<b>${runLabel(p)}</b>`, xref: 'paper', yref: 'paper', x: (PANEL_X[i][0] + PANEL_X[i][1]) / 2,
       y: PANEL_Y[i][1], yanchor: 'bottom', showarrow: false, font: { size: 12 },
@@ -143,6 +147,7 @@ export function bnGradFigure(claims) {
         const name = `${normText(norm)}, step ${step}`;
         data.push({
           type: 'scatter', mode: 'lines', name, legendgroup: name, showlegend: !legendShown(data, name),
+          legendrank: (norm === 'none' ? 2000 : 1000) + step,
           x: g.layers.map((_, l) => l + 1), y: g.norms[j], text: g.layers, xaxis: `x${k}`, yaxis: `y${k}`,
           line: { color: shade(norm, allSteps.indexOf(step), allSteps.length), dash: NORM_DASH[norm], width: 1.6 },
           hovertemplate: `${runLabel(p)} ${normText(norm)}, step ${step}<br>%{text}<br>‖∂L/∂W‖ %{y:.3g}<extra></extra>`,
