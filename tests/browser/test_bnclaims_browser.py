@@ -6,8 +6,11 @@ import math
 
 import numpy as np
 
+from tests.browser import test_figures
 from tests.browser.conftest import SCREENSHOTS
-from tests.browser.test_figures import api_json
+from tests.browser.test_figures import FIGURE_JS, api_json, export_figure
+
+offline_page = test_figures.offline  # a page with the network off (the fixture, under this name here)
 
 DRAWN = """(ids) => ids.every((id) => {
   const el = document.getElementById(id);
@@ -22,7 +25,7 @@ def _clip(v: float | None) -> float | None:
     return None if v is None or not math.isfinite(v) else min(max(v, 0.03), 30)
 
 
-def test_lab_draws_the_batch_norm_section(page, server, shot) -> None:  # noqa: ANN001
+def test_lab_draws_the_batch_norm_section(page, offline_page, server, shot) -> None:  # noqa: ANN001
     page.goto("/lab")
     page.wait_for_function(DRAWN, arg=CHARTS, timeout=180_000)
     claims = api_json(server.url, "/api/lab/bn-claims")
@@ -73,6 +76,16 @@ def test_lab_draws_the_batch_norm_section(page, server, shot) -> None:  # noqa: 
     assert len(page.locator("#norm-notes li").all()) == 6
     assert page.locator("#bn-runs tr").count() == len(claims["runs"]) + 1
     assert page.locator("#bn-claims .chart-tools").count() == 4, "every chart can be embedded and exported"
+    # the standalone exports draw what the lab page draws (same builders, same answers)
+    for element, chart in (
+        ("chart-bn-loss", "bn-loss"),
+        ("chart-bn-grads", "bn-gradnorms"),
+        ("chart-norms", "normalizations"),
+        ("chart-norm-channels", "normalization-channels"),
+    ):
+        on_page = page.evaluate(FIGURE_JS, [f"#{element}", f"#caption-{element.removeprefix('chart-')}"])
+        export = export_figure(offline_page, server, chart, "model=resnet20&weights=trained&image=set-ring")
+        assert export["data"] == on_page["data"] and export["caption"] == on_page["caption"], chart
     shot(page, "lab-bnclaims")
     for c in CHARTS:
         page.locator(f"#{c}").screenshot(path=str(SCREENSHOTS / f"lab-{c}.png"))
