@@ -62,10 +62,12 @@ def grad_table(log: dict) -> dict | None:
     i, j = layers.index(first) if first else None, layers.index(last) if last else None
     records = g["records"]
     norms = [[_num(v) for v in r["norms"]] for r in records]
-    ratios = []
+    ratios, firsts, lasts = [], [], []
     for row in norms:
         a, b = (row[i], row[j]) if i is not None and j is not None else (None, None)
         ratios.append(a / b if a is not None and b is not None and b > 0 else None)
+        firsts.append(a)
+        lasts.append(b)
     return {
         "layers": layers,
         "steps": [int(r["step"]) for r in records],
@@ -74,6 +76,8 @@ def grad_table(log: dict) -> dict | None:
         "first_layer": first,
         "last_layer": last,
         "first_last_ratio": ratios,
+        "first_norm": firsts,
+        "last_norm": lasts,
         "what": g.get("what", "||dL/dW|| of each conv weight"),
     }
 
@@ -135,6 +139,10 @@ def _pair(bn: dict | None, nobn: dict | None) -> dict:
         g = None if row is None else row["grad_norms"]
         return g["first_last_ratio"][where] if g and g["first_last_ratio"] else None
 
+    def norm_at(row: dict | None, key: str, where: int) -> float | None:
+        g = None if row is None else row["grad_norms"]
+        return g[key][where] if g and g[key] else None
+
     def step_at(row: dict | None, where: int) -> int | None:
         g = None if row is None else row["grad_norms"]
         return g["steps"][where] if g and g["steps"] else None
@@ -144,6 +152,8 @@ def _pair(bn: dict | None, nobn: dict | None) -> dict:
     out["ratio_step0"] = {"bn": ratio_at(bn, 0), "nobn": ratio_at(nobn, 0)}
     out["ratio_end"] = {"bn": ratio_at(bn, -1), "nobn": ratio_at(nobn, -1)}
     out["ratio_end_step"] = {"bn": step_at(bn, -1), "nobn": step_at(nobn, -1)}
+    for key in ("first_norm", "last_norm"):  # the magnitudes behind the ratio: all small (vanishing) or all huge
+        out[f"{key}_step0"] = {"bn": norm_at(bn, key, 0), "nobn": norm_at(nobn, key, 0)}
     return out
 
 
@@ -165,7 +175,12 @@ def findings(pairs: list[dict]) -> list[str]:
             what = f"without BN diverged at step {nobn['diverged_at_step']} (peak lr {nobn['peak_lr']})"
             if nobn["retried"]:
                 first = nobn["attempts"][0]
-                what += f", after a first attempt at peak lr {first['peak_lr']} that was {first['outcome']}"
+                how = (
+                    f"also diverged (at step {first['diverged_at_step']})"
+                    if first["outcome"] == "diverged"
+                    else f"was {first['outcome']}"
+                )
+                what += f", after a first attempt at peak lr {first['peak_lr']} that {how}"
             what += f"; its first loss was {_fmt(nobn['initial_loss'], '.4g')}"
         else:
             what = (
@@ -176,14 +191,18 @@ def findings(pairs: list[dict]) -> list[str]:
             )
         with_bn = f"with BN {_fmt(s['final_train_loss']['bn'])} (held-out {_fmt(s['held_out_accuracy']['bn'], '.1%')})"
         reach = s["steps_to_loss_1"]
-        speed = (
-            f"Smoothed loss 1.0 reached at step {reach['bn'] if reach['bn'] is not None else 'never'} with BN, "
-            f"{reach['nobn'] if reach['nobn'] is not None else 'never'} without"
-        )
+
+        def at(step: int | None) -> str:
+            return f"at step {step}" if step is not None else "never"
+
+        speed = f"Smoothed loss 1.0: {at(reach['bn'])} with BN, {at(reach['nobn'])} without"
         r0, r1 = s["ratio_step0"], s["ratio_end"]
+        f0, l0 = s["first_norm_step0"], s["last_norm_step0"]
         grads = (
-            f"first/last-layer gradient ratio at step 0: {_fmt(r0['bn'], '.3g')} with BN, {_fmt(r0['nobn'], '.3g')} "
-            f"without; at the last recorded step: {_fmt(r1['bn'], '.3g')} / {_fmt(r1['nobn'], '.3g')}"
+            f"at step 0 ||dL/dW|| of the first and last block convs is {_fmt(f0['bn'], '.3g')} and "
+            f"{_fmt(l0['bn'], '.3g')} with BN (ratio {_fmt(r0['bn'], '.3g')}), {_fmt(f0['nobn'], '.3g')} and "
+            f"{_fmt(l0['nobn'], '.3g')} without (ratio {_fmt(r0['nobn'], '.3g')}); at the last recorded step the "
+            f"ratio is {_fmt(r1['bn'], '.3g')} with BN, {_fmt(r1['nobn'], '.3g')} without"
         )
         out.append(f"{label}: {with_bn}; {what}. {speed}; {grads}.")
     gaps = [

@@ -94,6 +94,8 @@ class GradNorms(Open):
     first_layer: str | None
     last_layer: str | None
     first_last_ratio: list[Num] = Field(description="First block's first conv over last block's last conv, per step.")
+    first_norm: list[Num] = Field(description="The first block's first conv's norm, per step.")
+    last_norm: list[Num] = Field(description="The last block's last conv's norm, per step.")
     what: str
 
 

@@ -171,7 +171,9 @@ function gradPart(claims, depth, plain) {
   const r1 = s.ratio_end;
   const end = s.ratio_end_step;
   const ratio = (v) => (finite(v) ? num(v, 3) : 'n/a');
-  let text = `${runLabel(pair)}: first/last ratio ${ratio(r0.bn)} with BN and ${ratio(r0.nobn)} without at step 0`;
+  const [f0, l0] = [s.first_norm_step0, s.last_norm_step0];
+  let text = `${runLabel(pair)} at step 0: ${ratio(f0.bn)} / ${ratio(l0.bn)} (ratio ${ratio(r0.bn)}) with BN, ` +
+    `${ratio(f0.nobn)} / ${ratio(l0.nobn)} (ratio ${ratio(r0.nobn)}) without`;
   text += `; ${ratio(r1.bn)} with BN at step ${end.bn ?? '–'}`;
   text += end.nobn === 0 ? ' (the run without BN has only step 0)' : `, ${ratio(r1.nobn)} without at step ${end.nobn ?? '–'}`;
   return text + '.';
@@ -180,7 +182,6 @@ function gradPart(claims, depth, plain) {
 function bnGradCaption(claims) {
   const any = claims.runs.find((r) => r.grad_norms);
   const steps = any ? any.grad_norms.steps.join(', ') : '–';
-  const layers = any ? `${any.grad_norms.first_layer} over ${any.grad_norms.last_layer}` : 'first over last';
   const parts = [];
   for (const depth of [20, 56]) for (const plain of [false, true]) parts.push(gradPart(claims, depth, plain));
   const reruns = claims.runs.filter((r) => r.norm === 'batch' && r.reproduces);
@@ -188,8 +189,10 @@ function bnGradCaption(claims) {
   const rerun = reruns.length ? ` The BN norms come from a rerun with the same seed; ${same} of ${reruns.length} reruns ` +
     'reproduce the shipped loss curve exactly.' : '';
   return `‖∂L/∂W‖ of every conv layer, after the backward pass of the recorded steps (${steps}), with BN (blue, ` +
-    `solid) and without (orange, dashed); lighter is earlier. The ratio is ${layers} (the collapse table's two ` +
-    `layers): near 1 the gradient reaches the first layer as strongly as the last. ${parts.filter(Boolean).join(' ')}` + rerun;
+    `solid) and without (orange, dashed); lighter is earlier. Quoted: the norms of the first block's first conv ` +
+    `and the last block's last conv (the collapse table's two layers, e.g. layer1.0.conv1 and layer3.8.conv2 in ` +
+    `ResNet-56) and their ratio; a ratio near 1 with both norms near 1 is a healthy gradient, a ratio ` +
+    `near 1 with both tiny or both huge is not. ${parts.filter(Boolean).join(' ')}` + rerun;
 }
 
 // The normalisations side by side: one histogram per method on the bins they share, titled with the axes it
