@@ -129,6 +129,22 @@ def run_row(log: dict, file: str, grads: dict | None = None, grads_file: str | N
     }
 
 
+HUGE, TINY, LOPSIDED = 100.0, 0.02, 100.0  # ||dL/dW|| above HUGE: exploding; all below TINY: vanishing
+
+
+def gradient_state(first: float | None, last: float | None) -> str | None:
+    """A word for the first and last block convs' gradient norms: exploding, vanishing, lopsided or healthy."""
+    if first is None or last is None:
+        return None
+    if max(first, last) > HUGE:
+        return "exploding"
+    if max(first, last) < TINY:
+        return "vanishing"
+    if min(first, last) > 0 and max(first / last, last / first) > LOPSIDED:
+        return "lopsided"
+    return "healthy"
+
+
 def _pair(bn: dict | None, nobn: dict | None) -> dict:
     """BN against no-BN for one network: the numbers a caption compares."""
 
@@ -154,11 +170,40 @@ def _pair(bn: dict | None, nobn: dict | None) -> dict:
     out["ratio_end_step"] = {"bn": step_at(bn, -1), "nobn": step_at(nobn, -1)}
     for key in ("first_norm", "last_norm"):  # the magnitudes behind the ratio: all small (vanishing) or all huge
         out[f"{key}_step0"] = {"bn": norm_at(bn, key, 0), "nobn": norm_at(nobn, key, 0)}
+    out["gradient_step0"] = {
+        k: gradient_state(out["first_norm_step0"][k], out["last_norm_step0"][k]) for k in ("bn", "nobn")
+    }
     return out
 
 
 def _fmt(v: float | None, spec: str = ".3f") -> str:
     return "n/a" if v is None else format(v, spec)
+
+
+def _verdict(s: dict, nobn: dict) -> str:
+    """What one pair shows, in words: does the no-BN network train, and how do the gradients start."""
+    bn_loss, loss = s["final_train_loss"]["bn"], s["final_train_loss"]["nobn"]
+    if nobn["outcome"] == "diverged":
+        out = "Without BN it does not train at all (it diverges)."
+    elif nobn["outcome"] == "stuck":
+        out = "Without BN it does not train at all (it stays at chance)."
+    elif loss is not None and bn_loss is not None and loss > 1.0 > bn_loss:
+        out = "Without BN it learns far more slowly on the same schedule."
+    else:
+        out = "Without BN it trains too."
+    g = s["gradient_step0"]
+    words = {
+        "exploding": "exploding (above 100)",
+        "vanishing": "vanishing (all below 0.02)",
+        "lopsided": "lopsided (first and last differ by over 100x)",
+        "healthy": "healthy",
+    }
+    if g["bn"] or g["nobn"]:
+        out += (
+            f" Gradients at step 0: {words.get(g['bn'], 'not recorded')} with BN, "
+            f"{words.get(g['nobn'], 'not recorded')} without."
+        )
+    return out
 
 
 def findings(pairs: list[dict]) -> list[str]:
@@ -204,7 +249,15 @@ def findings(pairs: list[dict]) -> list[str]:
             f"{_fmt(l0['nobn'], '.3g')} without (ratio {_fmt(r0['nobn'], '.3g')}); at the last recorded step the "
             f"ratio is {_fmt(r1['bn'], '.3g')} with BN, {_fmt(r1['nobn'], '.3g')} without"
         )
-        out.append(f"{label}: {with_bn}; {what}. {speed}; {grads}.")
+        out.append(f"{label}: {with_bn}; {what}. {speed}; {grads}. {_verdict(s, nobn)}")
+    reach = [(p, p["summary"]["steps_to_loss_1"]) for p in pairs if p.get("bn") and p.get("nobn")]
+    if reach:
+        with_bn = sum(r["bn"] is not None for _, r in reach)
+        without = sum(r["nobn"] is not None for _, r in reach)
+        out.append(
+            f"Smoothed training loss 1.0 within {reach[0][0]['bn']['steps']} steps: "
+            f"{with_bn} of {len(reach)} networks with BN, {without} of {len(reach)} without."
+        )
     gaps = [
         (p, p["summary"]["generalisation_gap"])
         for p in pairs

@@ -106,3 +106,12 @@ def test_endpoint_serves_the_shipped_logs(make_client: Callable) -> None:
         assert len(r["loss"]) == r["steps_run"] <= r["steps"] == 400
         if r["norm"] == "batch" and r["reproduces"] is not None:
             assert r["reproduces"]["equal"], f"{r['file']}: the BN rerun does not reproduce the shipped curve"
+
+
+def test_gradient_state_words() -> None:
+    from app.runtime.bnclaims import gradient_state
+
+    assert gradient_state(286.0, 0.37) == "exploding" and gradient_state(8480.0, 26500.0) == "exploding"
+    assert gradient_state(0.009, 0.003) == "vanishing"
+    assert gradient_state(5.0, 0.03) == "lopsided"
+    assert gradient_state(0.63, 0.39) == "healthy" and gradient_state(None, 1.0) is None

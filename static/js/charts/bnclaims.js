@@ -172,8 +172,10 @@ function gradPart(claims, depth, plain) {
   const end = s.ratio_end_step;
   const ratio = (v) => (finite(v) ? num(v, 3) : 'n/a');
   const [f0, l0] = [s.first_norm_step0, s.last_norm_step0];
-  let text = `${runLabel(pair)} at step 0: ${ratio(f0.bn)} / ${ratio(l0.bn)} (ratio ${ratio(r0.bn)}) with BN, ` +
-    `${ratio(f0.nobn)} / ${ratio(l0.nobn)} (ratio ${ratio(r0.nobn)}) without`;
+  const state = (w) => (w ? `, ${w}` : '');
+  const g = s.gradient_step0;
+  let text = `${runLabel(pair)} at step 0: ${ratio(f0.bn)} / ${ratio(l0.bn)} (ratio ${ratio(r0.bn)}${state(g.bn)}) ` +
+    `with BN, ${ratio(f0.nobn)} / ${ratio(l0.nobn)} (ratio ${ratio(r0.nobn)}${state(g.nobn)}) without`;
   text += `; ${ratio(r1.bn)} with BN at step ${end.bn ?? '–'}`;
   text += end.nobn === 0 ? ' (the run without BN has only step 0)' : `, ${ratio(r1.nobn)} without at step ${end.nobn ?? '–'}`;
   return text + '.';
@@ -191,8 +193,8 @@ function bnGradCaption(claims) {
   return `‖∂L/∂W‖ of every conv layer, after the backward pass of the recorded steps (${steps}), with BN (blue, ` +
     `solid) and without (orange, dashed); lighter is earlier. Quoted: the norms of the first block's first conv ` +
     `and the last block's last conv (the collapse table's two layers, e.g. layer1.0.conv1 and layer3.8.conv2 in ` +
-    `ResNet-56) and their ratio; a ratio near 1 with both norms near 1 is a healthy gradient, a ratio ` +
-    `near 1 with both tiny or both huge is not. ${parts.filter(Boolean).join(' ')}` + rerun;
+    `ResNet-56) and their ratio, called exploding above 100, vanishing when both are below 0.02 and lopsided when ` +
+    `they differ by over 100x. ${parts.filter(Boolean).join(' ')}` + rerun;
 }
 
 // The normalisations side by side: one histogram per method on the bins they share, titled with the axes it
