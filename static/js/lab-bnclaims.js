@@ -99,7 +99,7 @@ async function loadNorms() {
   fillSelect($('norm-groups'), divisors(norms.shape[1]), norms.groups, (g) => `G = ${g}`);
   hooks.norms = norms;
   draw('chart-norms', normsFigure(norms), TALL);
-  draw('chart-norm-channels', normsChannelFigure(norms));
+  draw('chart-norm-channels', normsChannelFigure(norms), 520);
   $('norm-notes').innerHTML = normMethodNotes(norms)
     .map((n) => `<li><b>${escapeHtml(n.name)}</b> ${escapeHtml(n.text)}</li>`).join('');
   $('norm-status').textContent = '';

@@ -278,8 +278,8 @@ export function normsChannelFigure(norms) {
   }
   const layout = baseLayout({
     margin: { l: 64, r: 20, t: 80, b: 45 }, showlegend: true, legend: LEGEND_ABOVE, uirevision: 'norm-channels',
-    xaxis: axis('', { domain: [0, 1], anchor: 'y' }), yaxis: axis('channel mean', { domain: [0.55, 1] }),
-    xaxis2: axis('channel', { domain: [0, 1], anchor: 'y2' }), yaxis2: axis('channel std', { domain: [0, 0.45] }),
+    xaxis: axis('', { domain: [0, 1], anchor: 'y' }), yaxis: axis('channel mean', { domain: [0.58, 1] }),
+    xaxis2: axis('channel', { domain: [0, 1], anchor: 'y2' }), yaxis2: axis('channel std', { domain: [0, 0.42] }),
   });
   return { data, layout, caption: channelsCaption(norms) };
 }
