@@ -17,7 +17,20 @@ from fastapi import FastAPI, Request  # noqa: E402
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response  # noqa: E402
 from fastapi.staticfiles import StaticFiles  # noqa: E402
 
-from app.api import analyze, apidocs, chapter, embed, explain, exports, gradients, images, lab, models, pages  # noqa: E402
+from app.api import (  # noqa: E402
+    analyze,
+    apidocs,
+    chapter,
+    embed,
+    explain,
+    exports,
+    gradients,
+    images,
+    lab,
+    models,
+    normalizations,
+    pages,
+)
 from app.api.schemas.common import documented  # noqa: E402
 from app.api.schemas.responses import Health, Readiness  # noqa: E402
 from app.config import Settings, get_settings, graph_threads  # noqa: E402
@@ -348,7 +361,20 @@ def _add_routes(app: FastAPI) -> None:
         )
 
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
-    routers = (models, analyze, gradients, explain, images, pages, embed, chapter, lab, exports, apidocs)
+    routers = (
+        models,
+        analyze,
+        gradients,
+        explain,
+        normalizations,
+        images,
+        pages,
+        embed,
+        chapter,
+        lab,
+        exports,
+        apidocs,
+    )
     for router in (m.router for m in routers):
         app.include_router(router)
 

@@ -72,7 +72,7 @@ def held_out(count: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 def normalise(images: np.ndarray, manifest: dict) -> np.ndarray:
     """uint8 (n, H, W, 3) images as the model's float32 NCHW input (its mean and std)."""
-    pre = manifest["preprocess"]
+    pre = manifest["preprocessing"]
     mean = np.asarray(pre["mean"], np.float32).reshape(1, 3, 1, 1)
     std = np.asarray(pre["std"], np.float32).reshape(1, 3, 1, 1)
     return ((images.transpose(0, 3, 1, 2).astype(np.float32) / 255.0 - mean) / std).astype(np.float32)

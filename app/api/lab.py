@@ -14,6 +14,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from app.api.deps import GateDep, RegistryDep, payload_response
 from app.api.pages import TEMPLATES
 from app.api.schemas.common import documented
+from app.api.schemas.normalization import BNClaims
 from app.api.schemas.responses import Fig7, LabTraining, LandscapeList, LandscapePair
 from app.api.schemas.shattered import ShatteredLab
 from app.paths import SAMPLES_DIR, SHIPPED_WEIGHTS_DIR
@@ -36,6 +37,8 @@ def training_logs(weights_dir: Path = SHIPPED_WEIGHTS_DIR) -> list[dict]:
     rows = []
     for path in sorted(weights_dir.glob("*.log.json")):
         log = json.loads(path.read_text())
+        if path.name != f"{log['model']}-{'plain' if log['plain'] else 'residual'}.log.json":
+            continue  # a tagged log (-nobn, -bn: the batch-norm runs) is not a shipped network's
         rows.append(
             {
                 "model": log["model"],
@@ -129,6 +132,19 @@ def lab_training() -> dict:
     """Training curves and summary numbers of the shipped plain and residual CIFAR models."""
     rows = training_logs()
     return {"runs": rows, "findings": degradation_verdict(rows)}
+
+
+@router.get("/api/lab/bn-claims", **documented(BNClaims))
+def lab_bn_claims() -> dict:
+    """Batch norm's claims measured: ResNet-20/56, residual and plain, trained with and without BN.
+
+    Loss curves, held-out accuracies, every conv layer's gradient norm at the recorded steps, and the
+    summary numbers the captions quote (steps to a smoothed loss of 1.0, first/last-layer gradient ratios,
+    train-minus-held-out accuracy), all from the shipped logs (``scripts/make_bn_claims.sh``).
+    """
+    from app.runtime.bnclaims import bn_claims
+
+    return bn_claims()
 
 
 @router.get("/api/lab/fig7", **documented(Fig7, errors=(400, 404, 503)))

@@ -70,6 +70,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     rc = train_main(args.train_args)
     if rc != 0:
         return rc
+    if "--no-bn" in args.train_args or "--no-weights" in args.train_args:
+        print("no weights to export (a --no-bn or --no-weights run writes its training log only)")
+        return 0
     model = args.train_args[0]
     plain = "--plain" in args.train_args
     out = Path(args.train_args[args.train_args.index("--out") + 1]) if "--out" in args.train_args else None
@@ -136,7 +139,7 @@ def add(sub: argparse._SubParsersAction) -> None:
     s.add_argument(
         "train_args",
         nargs=argparse.REMAINDER,
-        help="MODEL [--plain] [--steps N] [--data generated|cifar10:DIR] [--seed S] [--out DIR]",
+        help="MODEL [--plain] [--no-bn] [--steps N] [--data generated|cifar10:DIR] [--seed S] [--out DIR]",
     )
     s.set_defaults(func=cmd_train)
 

@@ -30,6 +30,8 @@ LANDSCAPE = "GET /api/lab/landscapes/{model}"
 
 
 LANDSCAPE_SHOWS = "the shipped residual and plain weights, BN running statistics (models/landscapes/)"
+BN_CLAIMS = "GET /api/lab/bn-claims"
+NORMALIZATIONS = "POST /api/models/{model}/normalizations"
 
 
 @dataclass(frozen=True)
@@ -171,8 +173,48 @@ CHARTS: dict[str, Chart] = {
                 ("slice", "Loss along one random direction with and without shortcuts"),
             )
         ),
+        Chart(
+            "bn-loss",
+            "Training loss with and without batch norm",
+            "",
+            "chart-bn-loss",
+            (BN_CLAIMS,),
+            (),
+            image=False,
+            page="/lab",
+        ),
+        Chart(
+            "bn-gradnorms",
+            "Gradient norms across depth with and without batch norm",
+            "",
+            "chart-bn-grads",
+            (BN_CLAIMS,),
+            (),
+            image=False,
+            page="/lab",
+        ),
+        Chart(
+            "normalizations",
+            "The normalisations side by side: histograms of one conv output",
+            "",
+            "chart-norms",
+            (NORMALIZATIONS,),
+            ("layer", "block"),
+            page="/lab",
+        ),
+        Chart(
+            "normalization-channels",
+            "The normalisations side by side: per-channel mean and std",
+            "",
+            "chart-norm-channels",
+            (NORMALIZATIONS,),
+            ("layer", "block"),
+            page="/lab",
+        ),
     )
 }
+BN_CLAIMS_CHARTS = ("bn-loss", "bn-gradnorms")  # drawn from GET /api/lab/bn-claims
+NORMALIZATION_CHARTS = ("normalizations", "normalization-channels")  # from POST .../normalizations
 
 
 @dataclass
@@ -193,6 +235,16 @@ class Selection:
     def explain_fields(self) -> dict:
         """The explanation's part of the selection, as the charts' builders read it."""
         return {k: getattr(self, k) for k in ("method", "target", "opacity", "samples", "steps")}
+
+
+def norm_layer_choice(sel: Selection) -> str | None:
+    """The conv layer a normalisations chart shows, as ``normLayerChoice`` in static/js/charts/bnclaims.js.
+
+    The link's ``layer``, else its block's first conv, else None (the endpoint's default).
+    """
+    if sel.layer:
+        return sel.layer
+    return f"{sel.block}.conv1" if sel.block else None
 
 
 def feature_map_choice(analysis: dict, sel: Selection) -> tuple[str, int] | None:

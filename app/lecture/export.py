@@ -9,7 +9,15 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from app.lecture.catalogue import LANDSCAPE, explain_options, feature_map_choice, strip_options
+from app.lecture.catalogue import (
+    BN_CLAIMS_CHARTS,
+    LANDSCAPE,
+    NORMALIZATION_CHARTS,
+    explain_options,
+    feature_map_choice,
+    norm_layer_choice,
+    strip_options,
+)
 from app.lecture.links import ChartLink
 from app.lecture.standalone import standalone_html
 from app.runtime import landscapes
@@ -53,10 +61,17 @@ def gather(link: ChartLink, blob: bytes | None, service: AnalysisService) -> dic
         }
     if link.chart.id.startswith("shattered-"):
         return {"shattered": shatter.lab_study(), "model": link.model}
+    if link.chart.id in BN_CLAIMS_CHARTS:
+        from app.runtime.bnclaims import bn_claims
+
+        return {"bnclaims": bn_claims()}
     assert blob is not None
     if link.explains:
         return explanations(link, blob, service)
     common = {"weights": link.weights, "gates": link.gates}
+    if link.chart.id in NORMALIZATION_CHARTS:
+        job = service.normalizations_job(link.model, blob, layer=norm_layer_choice(link.sel), groups=None, **common)
+        return {"norms": _payload(service.compute(job))}
     analysis = _payload(service.analyze(link.model, [blob], bn=link.bn, **common))
     data: dict[str, Any] = {"analysis": analysis}
     if link.chart.id == "featuremaps":

@@ -21,6 +21,7 @@ from torch import Tensor, nn
 from app.specs import BN_MODES, SPECS, ResNetSpec
 
 Recorder = Callable[[str, Tensor], None] | None
+NORMS = ("batch", "none")  # "none": every BatchNorm2d replaced by the identity (training without BN)
 
 
 def conv3x3(in_planes: int, out_planes: int, stride: int = 1) -> nn.Conv2d:
@@ -33,8 +34,20 @@ def conv1x1(in_planes: int, out_planes: int, stride: int = 1) -> nn.Conv2d:
     return nn.Conv2d(in_planes, out_planes, kernel_size=1, stride=stride, bias=False)
 
 
-def batch_norm(bn: nn.BatchNorm2d, x: Tensor, mode: str | None) -> Tensor:
-    """Apply ``bn`` with running statistics, current-batch statistics, or the module's own mode."""
+def norm_layer(planes: int, norm: str = "batch") -> nn.Module:
+    """The normalisation after a convolution: ``BatchNorm2d(planes)``, or the identity for ``norm="none"``."""
+    if norm not in NORMS:
+        raise ValueError(f"norm must be one of {NORMS}, got {norm!r}")
+    return nn.BatchNorm2d(planes) if norm == "batch" else nn.Identity()
+
+
+def batch_norm(bn: nn.Module, x: Tensor, mode: str | None) -> Tensor:
+    """Apply ``bn`` with running statistics, current-batch statistics, or the module's own mode.
+
+    A network built with ``norm="none"`` has ``nn.Identity`` in every BN slot: ``x`` passes unchanged.
+    """
+    if isinstance(bn, nn.Identity):
+        return x
     if mode is None:
         return bn(x)
     if mode == "running":
@@ -109,13 +122,15 @@ class BasicBlock(_Block):
 
     expansion = 1
 
-    def __init__(self, inplanes: int, planes: int, stride: int = 1, downsample: nn.Module | None = None) -> None:
+    def __init__(
+        self, inplanes: int, planes: int, stride: int = 1, downsample: nn.Module | None = None, norm: str = "batch"
+    ) -> None:
         super().__init__()
         self.conv1 = conv3x3(inplanes, planes, stride)
-        self.bn1 = nn.BatchNorm2d(planes)
+        self.bn1 = norm_layer(planes, norm)
         self.relu = nn.ReLU(inplace=False)  # in-place would overwrite recorded BN outputs
         self.conv2 = conv3x3(planes, planes)
-        self.bn2 = nn.BatchNorm2d(planes)
+        self.bn2 = norm_layer(planes, norm)
         self.downsample = downsample
         self.stride = stride
 
@@ -131,14 +146,16 @@ class Bottleneck(_Block):
 
     expansion = 4
 
-    def __init__(self, inplanes: int, planes: int, stride: int = 1, downsample: nn.Module | None = None) -> None:
+    def __init__(
+        self, inplanes: int, planes: int, stride: int = 1, downsample: nn.Module | None = None, norm: str = "batch"
+    ) -> None:
         super().__init__()
         self.conv1 = conv1x1(inplanes, planes)
-        self.bn1 = nn.BatchNorm2d(planes)
+        self.bn1 = norm_layer(planes, norm)
         self.conv2 = conv3x3(planes, planes, stride)
-        self.bn2 = nn.BatchNorm2d(planes)
+        self.bn2 = norm_layer(planes, norm)
         self.conv3 = conv1x1(planes, planes * self.expansion)
-        self.bn3 = nn.BatchNorm2d(planes * self.expansion)
+        self.bn3 = norm_layer(planes * self.expansion, norm)
         self.relu = nn.ReLU(inplace=False)
         self.downsample = downsample
         self.stride = stride
@@ -152,11 +169,17 @@ class Bottleneck(_Block):
 
 
 class ResNet(nn.Module):
-    """A ResNet of either family; ``forward(image, gates)`` returns the logits."""
+    """A ResNet of either family; ``forward(image, gates)`` returns the logits.
 
-    def __init__(self, spec: ResNetSpec) -> None:
+    ``norm="none"`` builds the same network with the identity in place of every batch norm.
+    """
+
+    def __init__(self, spec: ResNetSpec, norm: str = "batch") -> None:
         super().__init__()
+        if norm not in NORMS:
+            raise ValueError(f"norm must be one of {NORMS}, got {norm!r}")
         self.spec = spec
+        self.norm = norm
         self._bn_mode: str | None = None
         block_cls = BasicBlock if spec.block == "basic" else Bottleneck
         self.inplanes = spec.widths[0]
@@ -166,7 +189,7 @@ class ResNet(nn.Module):
         else:
             self.conv1 = conv3x3(3, self.inplanes)
             self.maxpool = None
-        self.bn1 = nn.BatchNorm2d(self.inplanes)
+        self.bn1 = norm_layer(self.inplanes, norm)
         self.relu = nn.ReLU(inplace=False)
         for i, (planes, n) in enumerate(zip(spec.widths, spec.layers, strict=True)):
             stride = 1 if i == 0 else 2  # the feature map halves, the filters double
@@ -183,10 +206,12 @@ class ResNet(nn.Module):
             if self.spec.shortcut == "A":
                 downsample = ZeroPadShortcut(self.inplanes, out_planes, stride)
             else:
-                downsample = nn.Sequential(conv1x1(self.inplanes, out_planes, stride), nn.BatchNorm2d(out_planes))
-        layers = [block_cls(self.inplanes, planes, stride, downsample)]
+                downsample = nn.Sequential(
+                    conv1x1(self.inplanes, out_planes, stride), norm_layer(out_planes, self.norm)
+                )
+        layers = [block_cls(self.inplanes, planes, stride, downsample, self.norm)]
         self.inplanes = out_planes
-        layers += [block_cls(self.inplanes, planes) for _ in range(1, blocks)]
+        layers += [block_cls(self.inplanes, planes, norm=self.norm) for _ in range(1, blocks)]
         return nn.Sequential(*layers)
 
     @property
@@ -256,11 +281,11 @@ def init_weights(model: ResNet, seed: int = 0) -> ResNet:
     return model
 
 
-def build(name: str, seed: int = 0) -> ResNet:
-    """A model of the family by name, He-initialised with ``seed``, in eval mode."""
+def build(name: str, seed: int = 0, norm: str = "batch") -> ResNet:
+    """A model of the family by name, He-initialised with ``seed``, in eval mode (``norm="none"``: no BN)."""
     if name not in SPECS:
         raise KeyError(f"unknown model {name!r}; known: {', '.join(SPECS)}")
-    return init_weights(ResNet(SPECS[name]), seed).eval()
+    return init_weights(ResNet(SPECS[name], norm), seed).eval()
 
 
 def count_params(model: nn.Module) -> int:

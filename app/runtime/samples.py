@@ -29,6 +29,13 @@ def samples() -> dict[str, str]:
     return {r["name"]: r["file"] for r in rows}
 
 
+@lru_cache(maxsize=4)
+def samples_of_size(size: int) -> tuple[str, ...]:
+    """Names of the built-in samples drawn at ``size`` pixels (the 32 px ones for the CIFAR models)."""
+    rows = json.loads((SAMPLES_DIR / "index.json").read_text())
+    return tuple(r["name"] for r in rows if r.get("size") == size)
+
+
 def sample_bytes(name: str) -> bytes:
     """The bytes of a built-in sample image (by name)."""
     return _read(samples()[name])

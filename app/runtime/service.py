@@ -239,6 +239,74 @@ class AnalysisService:
 
         return Job(key, run, cost=f"grad:{name}")
 
+    def normalizations_job(
+        self,
+        name: str,
+        blob: bytes,
+        *,
+        weights: str | None,
+        gates: str | None,
+        layer: str | None,
+        groups: int | None,
+    ) -> Job:
+        """Batch, layer, instance, group and local response norm of one conv layer's real output, side by side.
+
+        The batch is the uploaded image followed by the built-in samples of the model's input size (so
+        batch statistics differ from one image's); the conv output comes from the tap graph with BN on
+        running statistics upstream. The answer reports the uploaded image (index 0).
+        """
+        from app.runtime import normalizations as norms
+        from app.runtime.samples import sample_bytes, samples_of_size
+
+        model, g, _ = self.prepare_request(name, weights, gates, "running")
+        man = model.manifest
+        by_input = {b["input"]: b for b in man["batchnorm"]}
+        if not by_input:
+            raise RequestError(f"{name} has no batch-norm layers to compare")
+        first = f"{man['blocks'][0]['id']}.conv1" if man["blocks"] else next(iter(by_input))
+        layer = layer or (first if first in by_input else next(iter(by_input)))
+        layer = {b["id"]: b["input"] for b in man["batchnorm"]}.get(layer, layer)  # a BN's id: the conv it normalises
+        if layer not in by_input:
+            shown = ", ".join(list(by_input)[:6])
+            raise RequestError(
+                f"layer must be a conv layer followed by a batch norm (or that batch norm), e.g. {shown}, ...; "
+                f"got {layer[:60]!r}"
+            )
+        channels = next(t["shape"][0] for t in man["taps"] if t["id"] == layer)
+        groups = norms.default_groups(channels) if groups is None else groups
+        if not 1 <= groups <= channels or channels % groups:
+            divisors = [d for d in range(1, channels + 1) if channels % d == 0]
+            raise RequestError(
+                f"groups must divide the {channels} channels of {layer} (one of {', '.join(map(str, divisors))}), "
+                f"got {groups}"
+            )
+        digest = sha256_bytes(blob)
+        names = [s for s in samples_of_size(man["input_size"]) if sha256_bytes(sample_bytes(s)) != digest]
+        key = ("norms", digest, model.key, g.tobytes(), layer, groups, tuple(names))
+
+        def run() -> Payload:
+            x = self.images(model, [blob])  # the uploaded image first, then the samples
+            if names:
+                rest = np.stack([prepare(sample_bytes(s), man["preprocessing"], self.max_pixels)[0] for s in names])
+                x = np.concatenate([x, rest])
+            sess = self.registry.session(model, "running")
+            (out,) = sess.run([layer], {"image": x, "gates": g})
+            bn = by_input[layer]
+            result = norms.compare(out, groups, bn)
+            result.update(
+                model=name,
+                weights=model.variant,
+                layer=layer,
+                bn_layer=bn["id"],
+                layers=list(by_input),
+                image_sha256=digest,
+                batch={"images": int(x.shape[0]), "uploaded_index": 0, "samples": names},
+                upstream_bn="running",
+            )
+            return Payload.of(result)
+
+        return Job(key, run, cost=f"norms:{name}")
+
     def explain_job(
         self,
         name: str,

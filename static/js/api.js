@@ -146,6 +146,14 @@ export const labLandscape = (model, signal) => request(`/api/lab/landscapes/${en
 export const depthSweep = (p, signal) =>
   request(`/api/gradients/depth-sweep${query({ bn: p.bn, weights: p.weights, depths: p.depths, image_id: p.imageId })}`, { signal });
 
+// The normalisations side by side on one conv layer's output: p {imageId, weights, gates, layer, groups}.
+export function normalizations(name, p, signal) {
+  const q = query({ image_id: p.imageId, weights: p.weights, gates: p.gates, layer: p.layer, groups: p.groups });
+  return post(`/api/models/${encodeURIComponent(name)}/normalizations${q}`, null, signal);
+}
+
+export const bnClaims = (signal) => request('/api/lab/bn-claims', { signal });
+
 export function featureMap(name, p, signal) {
   const q = query({ image_id: p.imageId, tap: p.tap, channel: p.channel, gates: p.gates, bn: p.bn, weights: p.weights });
   return request(`/api/models/${encodeURIComponent(name)}/featuremap${q}`, { signal });

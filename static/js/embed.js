@@ -6,6 +6,7 @@ import { PLOT_CONFIG } from './charts/theme.js';
 import { buildFigure } from './charts/build.js';
 import { featureMapChoice } from './charts/select.js';
 import { explainParams, stripParams } from './charts/explain.js';
+import { normLayerChoice } from './charts/bnclaims.js';
 
 const cfg = JSON.parse(document.getElementById('embed-config').textContent);
 const chartEl = document.getElementById('chart');
@@ -36,6 +37,10 @@ async function gather() {
   if (cfg.chart === 'depth-sweep') return { sweep: await api.depthSweep({ bn: cfg.bn, weights: cfg.sweep_weights || undefined }) };
   if (cfg.chart === 'explain' || cfg.chart === 'explain-strip') return explanations();
   if (cfg.chart.startsWith('shattered-')) return { shattered: await api.getJSON('/api/lab/shattered'), model: cfg.model };
+  if (['bn-loss', 'bn-gradnorms'].includes(cfg.chart)) return { bnclaims: await api.bnClaims() };
+  if (['normalizations', 'normalization-channels'].includes(cfg.chart)) {
+    return { norms: await api.normalizations(cfg.model, params({ layer: normLayerChoice(sel) || undefined })) };
+  }
   const analysis = await api.analyze(cfg.model, params());
   const data = { analysis };
   if (cfg.chart === 'featuremaps') {

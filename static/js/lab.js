@@ -8,6 +8,7 @@ import { initShare } from "./share.js";
 import { num } from "./charts/format.js";
 import { shatteredAutocorrFigure, shatteredSpectraFigure, shatteredTracesFigure, slopeText } from "./charts/shattered.js";
 import { initLandscapes } from "./landscape.js";
+import { initBnClaims } from "./lab-bnclaims.js";
 
 const finite = (x) => typeof x === "number" && Number.isFinite(x);
 
@@ -157,3 +158,4 @@ async function main() {
 }
 
 main();
+initBnClaims(); // the batch-norm section draws by itself and keeps its errors to itself

@@ -100,6 +100,10 @@ def test_chart_catalogue(client: TestClient) -> None:
         "landscape-contour",
         "landscape-surface",
         "landscape-slice",
+        "bn-loss",
+        "bn-gradnorms",
+        "normalizations",
+        "normalization-channels",
     }
 
 
@@ -113,8 +117,10 @@ def test_every_embed_renders_with_its_data(client: TestClient) -> None:
         assert cfg["chart"] == chart and cfg["model"] == "resnet20" and cfg["block"] == "layer2.0"
         assert '<script type="module" src="/static/js/embed.js">' in r.text
         assert 'class="site-header"' not in r.text, "an embed is the chart alone"
-        if not CHARTS[chart].image:
+        if not CHARTS[chart].image:  # the depth sweep, the batch-norm claims
             assert cfg["image_id"] is None
+            if chart in ("bn-loss", "bn-gradnorms"):
+                assert client.get("/api/lab/bn-claims").status_code == 200
             continue
         if chart.startswith("landscape-"):
             assert cfg["image_id"] is None and client.get("/api/lab/landscapes/resnet20").status_code == 200
@@ -140,6 +146,9 @@ def test_every_embed_renders_with_its_data(client: TestClient) -> None:
             layer = "layer2.0" if chart == "explain" else "all"
             answer = _explain(client, image_id, method="gradcam", layer=layer, target="predicted")
             assert answer["target"] == target and len(answer["layers"]) == (1 if chart == "explain" else 10)
+        elif chart in ("normalizations", "normalization-channels"):
+            r = client.post("/api/models/resnet20/normalizations", params={**q, "layer": "layer2.0.conv1"})
+            assert r.status_code == 200 and r.json()["shape"][1:] == [32, 16, 16]
     assert client.app.state.store.list() == [], "an embed serves samples by their hash and stores nothing"
 
 
@@ -291,6 +300,14 @@ def test_export_every_chart_offline_with_data(client: TestClient, monkeypatch: p
             continue
         if chart.startswith("landscape-"):
             assert data == {"landscape": client.get("/api/lab/landscapes/resnet20").json()}
+            continue
+        if chart in ("bn-loss", "bn-gradnorms"):
+            assert data == {"bnclaims": client.get("/api/lab/bn-claims").json()}
+            continue
+        if chart in ("normalizations", "normalization-channels"):  # the BN of the link's layer: its conv input
+            q = {**BASE, "image_id": image_id, "layer": "layer1.1.bn2"}
+            assert data == {"norms": client.post("/api/models/resnet20/normalizations", params=q).json()}
+            assert data["norms"]["layer"] == "layer1.1.conv2"
             continue
         # The answers are the API's, as the embed page fetches them (the analysis and what else the chart reads).
         assert data["analysis"] == analysis

@@ -21,6 +21,7 @@ from tests.browser.test_explore import wait_rendered
 
 QUERY = "model=resnet20&image=shapes-32&block=layer2.0&gates=1,1,0,1,1,1,1,0,1"
 CHARTS = tuple(CATALOGUE)  # every chart of GET /api/charts
+LAB_CHARTS = ("bn-loss", "bn-gradnorms", "normalizations", "normalization-channels")  # the lab's, drawn on /lab
 # What Plotly was given: the traces' kind and values, the layout's marks and texts, and the caption.
 FIGURE_JS = """([sel, captionSel]) => {
   const el = document.querySelector(sel);
@@ -72,6 +73,7 @@ def export_figure(page, server, chart: str, query: str = QUERY) -> dict:  # noqa
 
 def test_every_export_draws_its_embeds_figure(page, offline, server) -> None:  # noqa: ANN001
     """Same builders, same answers: each offline file draws exactly the figure its embed draws."""
+    assert set(LAB_CHARTS) <= set(CHARTS)
     for chart in CHARTS:
         page.goto(f"/embed/{chart}?{QUERY}&caption=1")
         wait_embed(page)

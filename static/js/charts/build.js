@@ -1,7 +1,8 @@
 // Chart id -> figure, from the JSON answers a chart reads: the one dispatch of the embeds and the
 // standalone exports (the Explore page's views call the same builders). data: {analysis, featuremap,
-// runs: {residual, plain, current}, lesion, sweep, explanation, strips: {residual, plain}, shattered, model, landscape};
-// sel: {layer, block, channel, range}, and for the explanations {method, target, opacity, samples, steps, explain_layer}.
+// runs: {residual, plain, current}, lesion, sweep, explanation, strips: {residual, plain}, shattered, model, landscape,
+// bnclaims, norms}; sel: {layer, block, channel, range}, and for the explanations {method, target, opacity, samples,
+// steps, explain_layer}.
 import { depthFigure } from './depth.js';
 import { layerHistogramFigure } from './histogram.js';
 import { depthHeatmapFigure } from './heatmap.js';
@@ -14,6 +15,7 @@ import { overlayFigure, stripFigure } from './explain.js';
 import { shatteredAutocorrFigure, shatteredDepth, shatteredSpectraFigure, shatteredTracesFigure } from './shattered.js';
 import { bnChoice, chosenBlock, chosenLayer } from './select.js';
 import { landscapeContourFigure, landscapeSliceFigure, landscapeSurfaceFigure } from './landscape.js';
+import { bnGradFigure, bnLossFigure, normsChannelFigure, normsFigure } from './bnclaims.js';
 
 const BUILDERS = {
   activations: ({ analysis: a }, sel) => depthFigure(a, { layer: chosenLayer(a, sel).id, block: sel.block }),
@@ -41,6 +43,10 @@ const BUILDERS = {
   'landscape-contour': ({ landscape }) => landscapeContourFigure(landscape),
   'landscape-surface': ({ landscape }) => landscapeSurfaceFigure(landscape),
   'landscape-slice': ({ landscape }) => landscapeSliceFigure(landscape),
+  'bn-loss': ({ bnclaims }) => bnLossFigure(bnclaims),
+  'bn-gradnorms': ({ bnclaims }) => bnGradFigure(bnclaims),
+  normalizations: ({ norms }) => normsFigure(norms),
+  'normalization-channels': ({ norms }) => normsChannelFigure(norms),
 };
 
 export const CHART_IDS = Object.keys(BUILDERS);

@@ -97,3 +97,11 @@ export const LEGEND_ABOVE = { orientation: 'h', x: 0, y: 1.02, xanchor: 'left', 
 // The loss landscapes: log10 of the loss on one colour scale for both surfaces of a depth.
 export const LANDSCAPE_COLORSCALE = 'Viridis';
 export const LANDSCAPE_MARKS = { centre: '#ffffff', minimum: '#ff4d4d' };
+
+// Batch norm's claims and the normalisations side by side (charts/bnclaims.js): with BN solid, without dashed;
+// one colour per normalisation; the gradient norms' steps from light (step 0) to dark (the last step).
+export const NORM_DASH = { batch: 'solid', none: 'dash' };
+export const NORM_COLORS = {
+  batch: '#3b6fb6', layer: '#e07b28', instance: '#3a9a4b', group: '#8e6bbf', lrn: '#8c6d31', running: '#555555',
+};
+export const BN_RUN_COLORS = { batch: [38, 99, 185], none: [224, 123, 40] };
