@@ -73,8 +73,8 @@ def test_lab_draws_both_surfaces_of_each_depth(page, server) -> None:  # noqa: A
     assert "local minim" in caption and "eigenvalue ratio" in caption and "r = 0.5" in caption
     rows = page.locator("#landscape-table tr").count()
     assert rows == 1 + 6, "a row per shipped surface"
-    page.wait_for_function("() => document.querySelectorAll('figure .chart-tools').length >= 3")
-    tools = page.locator("figure .chart-tools").evaluate_all("(els) => els.map((e) => e.dataset.chart)")
+    page.wait_for_function("() => document.querySelectorAll('#landscape figure .chart-tools').length >= 3")
+    tools = page.locator("#landscape figure .chart-tools").evaluate_all("(els) => els.map((e) => e.dataset.chart)")
     assert tools == ["landscape-contour", "landscape-surface", "landscape-slice"]
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     page.locator("#landscape").screenshot(path=str(SCREENSHOTS / "lab-landscape-resnet56.png"))
