@@ -305,7 +305,7 @@ def explain(
         "gates": gates.tolist(),
         "bn": bn,
         "input_shape": [int(x.shape[2]), int(x.shape[3])],
-        "input_png": _png(rgb),
+        "input_png": _png(rgb) if (overlays or layer != ALL) else None,  # a strip of maps draws no image
         "layer": layer,
         "layers": entries,
         "params": params,

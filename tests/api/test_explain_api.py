@@ -78,7 +78,8 @@ def test_every_method_and_all_layers(client: TestClient) -> None:
         assert [e["stage"] for e in j["layers"]] == [0, 1, 1, 1, 2, 2, 2, 3, 3, 3]
         assert all(_png(e["overlay_png"]).size == (32, 32) for e in j["layers"])
     j = _post(client, data, layer="all", overlays="false").json()
-    assert all(e["overlay_png"] is None for e in j["layers"])
+    assert all(e["overlay_png"] is None for e in j["layers"]) and j["input_png"] is None
+    Explanation.model_validate(j, strict=True)
     for method, params in (("saliency", {}), ("smoothgrad", {"samples": 4}), ("ig", {"steps": 8})):
         j = _post(client, data, method=method, target=2, **params).json()
         Explanation.model_validate(j, strict=True)

@@ -367,7 +367,10 @@ class Explanation(Open):
     gates: list[float]
     bn: str
     input_shape: list[int] = Field(description="[H, W] of the model's input.")
-    input_png: str = Field(description="The model's input as the network sees it (the un-normalised crop), PNG.")
+    input_png: str | None = Field(
+        description="The model's input as the network sees it (the un-normalised crop), PNG; "
+        "null when `overlays=false` with `layer=all`."
+    )
     layer: str = Field(description="The layer id, `input` for saliency, smoothgrad and ig, or `all`.")
     map_shape: list[int] | None = Field(None, description="A single layer's [h, w] (absent for `all`).")
     map: list[list[Num]] | None = Field(None, description="A single layer's map (absent for `all`).")

@@ -169,7 +169,7 @@ def _explain_fields() -> dict[str, tuple[dict[str, Any], str]]:
         ),
         "overlays": (
             {"type": "boolean", "default": True},
-            "With `layer=all`: `false` leaves the per-layer overlay PNGs out (null).",
+            "With `layer=all`: `false` leaves the per-layer overlay PNGs and the input PNG out (null).",
         ),
     }
 
