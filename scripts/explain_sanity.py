@@ -307,13 +307,14 @@ def reading(r: dict) -> list[str]:
         "- **Grad-CAM and HiResCAM agree exactly at the last block:** there the network is global average pooling"
         " then one linear layer, so dS/dA is the same at every pixel and both weight each channel by it (Draelos &"
         " Carin 2020 prove this). They differ at earlier blocks.",
-        f"- **Model randomisation:** every method's maps change when the trained weights are replaced by He-init"
-        f" ones (rank correlations {min(rho.values()):.2f} to {max(rho.values()):.2f}); {METHOD_NAMES[worst]}"
-        " keeps most of its map, as Adebayo et al. found for SmoothGrad-like averaging: part of such a map is the"
+        f"- **Model randomisation:** no method's map survives the He-init weights intact (rank correlations"
+        f" {min(rho.values()):.2f} to {max(rho.values()):.2f}), but {METHOD_NAMES[worst]} keeps the most of it"
+        f" ({rho[worst]:.2f}: it half fails the test), as Adebayo et al. found for such averaging: part of such a"
+        " map is the"
         " image's own edges, which any network's gradient follows. 'Constant maps' counts the images where a map"
         " was constant (a CAM the ReLU zeroed everywhere, common at He init); those images are left out of the mean.",
-        "- These are 100 images of one generated data set and one network pair: differences of a few points are"
-        " within the noise (one image is 1%).",
+        f"- These are {r['images']} images of one generated data set and one network pair: differences of a few"
+        f" points are within the noise (one image is {100 / r['images']:.0f}%).",
         "",
     ]
 
