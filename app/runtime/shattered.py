@@ -70,8 +70,8 @@ def check_request(name: str, points: int, seed: int) -> None:
     """Raise ValueError with a message for the user unless the model is small and points and seed are in range."""
     if name not in small_models():
         raise ValueError(
-            f"the shattered-gradients study runs {POINTS} backward passes at once and is offered for the CIFAR "
-            f"ResNets up to ResNet-{MAX_DEPTH} ({', '.join(small_models())}), not {name}"
+            f"the shattered-gradients study runs {POINTS} backward passes per request by default and is offered for "
+            f"the CIFAR ResNets up to ResNet-{MAX_DEPTH} ({', '.join(small_models())}), not {name}"
         )
     if not MIN_POINTS <= points <= MAX_POINTS:
         raise ValueError(f"points must be between {MIN_POINTS} and {MAX_POINTS}, got {points}")

@@ -25,17 +25,9 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-KINDS = (
-    "running",
-    "batch",
-    "stats-running",
-    "stats-batch",
-    "grad-running",
-    "grad-batch",
-    "lesion",
-    "explain-running",
-    "explain-batch",
-)
+from app.paths import SERVING_GRAPHS
+
+KINDS = SERVING_GRAPHS  # every graph a server answers from, so the fuzz gets real answers
 TOKEN = "fuzz-admin-token"
 EXAMPLES = int(os.environ.get("RESVIZ_FUZZ_EXAMPLES", "15"))  # generated requests per operation, plus explicit ones
 # Operations whose error statuses the schema does not list yet (app/api/embed.py declares its own routes).
