@@ -14,7 +14,7 @@ import threading
 from pathlib import Path
 from typing import Literal, NotRequired, TypedDict
 
-from app.paths import EXPORT_FORMAT, SERVING_GRAPHS, manifest_path, model_dir
+from app.paths import EXPORT_FORMAT, SERVING_GRAPHS, graph_version, manifest_path, model_dir
 
 TapKind = Literal["conv", "bn", "stem", "block", "shortcut"]
 
@@ -59,6 +59,7 @@ class Graph(TypedDict):
     file: str
     bytes: int
     export_seconds: float
+    version: NotRequired[int]  # the kind's graph version (``app.paths.GRAPH_VERSIONS``); absent: 1
 
 
 class Preprocessing(TypedDict):
@@ -176,13 +177,20 @@ def weights_file_current(directory: Path, manifest: Manifest) -> bool:
 def exported_kinds(models_dir: Path, name: str, variant: str) -> set[str]:
     """Graph kinds exported for a model in the current export format (empty when stale or missing).
 
-    A graph counts when its file is there and so is the weights file the manifest lists.
+    A graph counts when its file is there, in its kind's current version, and so is the weights file the
+    manifest lists.
     """
     manifest = read(models_dir, name, variant)
     d = model_dir(models_dir, name, variant)
     if manifest is None or not weights_file_current(d, manifest):
         return set()
-    return {k for k, v in manifest["graphs"].items() if (d / v["file"]).exists()}
+    return {k for k in manifest["graphs"] if graph_current(d, manifest, k)}
+
+
+def graph_current(directory: Path, manifest: Manifest, kind: str) -> bool:
+    """Whether ``manifest`` lists graph ``kind`` in its current version and its file is in ``directory``."""
+    entry = manifest.get("graphs", {}).get(kind)
+    return entry is not None and entry.get("version", 1) == graph_version(kind) and (directory / entry["file"]).exists()
 
 
 def export_files(models_dir: Path, name: str, variant: str, kinds: tuple[str, ...] = SERVING_GRAPHS) -> list[Path]:

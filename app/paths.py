@@ -31,7 +31,7 @@ SHIPPED_WEIGHTS_DIR = shipped_path("models/weights")  # committed state dicts, t
 SHIPPED_LANDSCAPES_DIR = shipped_path("models/landscapes")  # the loss landscapes of scripts/landscapes.sh
 # Exported graphs (a build cache): models/ of the checkout, or the user's data folder for a wheel install.
 DEFAULT_MODELS_DIR = REPO / "models" if SOURCE_CHECKOUT else user_data_home() / "models"
-# Bumped whenever the exported graphs or manifest change shape: older exports are redone.
+# Bumped when the manifest or every graph changes shape: older exports are redone (one kind: GRAPH_VERSIONS).
 EXPORT_FORMAT = 11
 # A model directory's shared weights (``weights-<token>.bin``): every big tensor of its graphs, once.
 WEIGHTS_FILE_GLOB = "weights-*.bin"
@@ -54,6 +54,18 @@ GRAPH_FILES = {
     "explain-running": "explain-running.onnx",
     "explain-batch": "explain-batch.onnx",
 }
+
+# The version of each kind's graph contract (inputs, outputs and what they mean), 1 where not listed. An export
+# records it per graph, and a graph of another version counts as missing: the export queue redoes that kind
+# alone. Bump a kind's version when its graph changes; bump EXPORT_FORMAT when every graph or the manifest does.
+# explain 2: one method's maps per run (input ``method``, outputs ``cam:<layer>:<method>``).
+GRAPH_VERSIONS = {"explain-running": 2, "explain-batch": 2}
+
+
+def graph_version(kind: str) -> int:
+    """The current version of graph ``kind`` (see ``GRAPH_VERSIONS``)."""
+    return GRAPH_VERSIONS.get(kind, 1)
+
 
 # What an export writes by default and a server needs: everything except ``bare`` (benchmarks).
 SERVING_GRAPHS = (

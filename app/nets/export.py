@@ -45,6 +45,7 @@ from app.paths import (
     GRAPH_FILES,
     SERVING_GRAPHS,
     STATS_GRAPH_MAX_TAPS,
+    graph_version,
     model_dir,
 )
 from app.specs import SPECS
@@ -221,7 +222,12 @@ def _export_graphs(
         proto = _graph_proto(model, kind, image, gates, out_dir)
         appended = write_graph(proto, path, weights)
         dt = time.perf_counter() - t0
-        manifest["graphs"][kind] = {"file": path.name, "bytes": path.stat().st_size, "export_seconds": round(dt, 2)}
+        manifest["graphs"][kind] = {
+            "file": path.name,
+            "bytes": path.stat().st_size,
+            "export_seconds": round(dt, 2),
+            "version": graph_version(kind),
+        }
         if weights.size():
             manifest["weights_file"] = weights.entry()
         atomic_write(mpath, json.dumps(manifest).encode())  # after the graph: what it lists exists

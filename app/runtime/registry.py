@@ -262,7 +262,7 @@ class ModelRegistry:
         if sess is not None:
             return sess
         path = model.directory / GRAPH_FILES[kind]
-        if kind not in model.manifest.get("graphs", {}) or not path.exists():
+        if not manifests.graph_current(model.directory, model.manifest, kind):
             self.export(model.name, model.variant, (kind,))
             model.manifest = manifests.load(model.directory / "manifest.json") or model.manifest
         with self._lock:

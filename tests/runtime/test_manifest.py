@@ -45,6 +45,26 @@ def test_exported_kinds_need_the_graph_file(tmp_path: Path) -> None:
     assert manifests.exported_kinds(tmp_path, "resnet20", "init") == {"running"}
 
 
+def test_a_graph_of_an_older_version_counts_as_missing(tmp_path: Path) -> None:
+    """A kind whose graph contract changed (GRAPH_VERSIONS) is redone alone: its old file no longer counts."""
+    from app.paths import graph_version
+
+    d = tmp_path / "resnet20" / "init"
+    graphs = {
+        "running": {"file": "running.onnx", "bytes": 1, "export_seconds": 0.1},  # no version: 1
+        "explain-running": {"file": "explain-running.onnx", "bytes": 1, "export_seconds": 0.1},
+    }
+    for g in graphs.values():
+        (d / g["file"]).parent.mkdir(parents=True, exist_ok=True)
+        (d / g["file"]).write_bytes(b"x")
+    _write(d / "manifest.json", {"format": EXPORT_FORMAT, "graphs": graphs}, 4_000_000_000)
+    assert graph_version("running") == 1 and graph_version("explain-running") > 1
+    assert manifests.exported_kinds(tmp_path, "resnet20", "init") == {"running"}
+    graphs["explain-running"]["version"] = graph_version("explain-running")
+    _write(d / "manifest.json", {"format": EXPORT_FORMAT, "graphs": graphs}, 5_000_000_000)
+    assert manifests.exported_kinds(tmp_path, "resnet20", "init") == {"running", "explain-running"}
+
+
 def test_registry_lists_variants_again_only_when_a_folder_changes(tmp_path: Path) -> None:
     from app.runtime.registry import ModelRegistry
 
