@@ -5,10 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 BN_MODES = ("running", "batch")
-# The class activation maps of the explain graph, in the order of its cam:<layer> outputs' channels,
-# and the maps at the input it makes from dS/d(image).
+# The class activation maps of the explain graph (its input ``method`` is the index of one of them, or -1
+# for none), and the maps at the input it makes from dS/d(image).
 CAM_METHODS = ("gradcam", "gradcampp", "hirescam", "layercam")
 INPUT_METHODS = ("saliency", "smoothgrad", "ig")
+NO_CAM = -1  # the explain graph's ``method`` for a run that needs no class activation map
 DEFAULT_MODELS = ("resnet20", "resnet56", "resnet110", "resnet18", "resnet50")
 
 
@@ -56,3 +57,8 @@ SPECS: dict[str, ResNetSpec] = {
         *(_cifar(n) for n in (3, 5, 7, 9, 18, 200)),
     ]
 }
+
+
+def cam_output(layer: str, method: str) -> str:
+    """The explain graph's output holding ``method``'s map at ``layer``, (N, h, w): ``cam:<layer>:<method>``."""
+    return f"cam:{layer}:{method}"

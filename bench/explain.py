@@ -79,8 +79,8 @@ def explain_rows(
         target = np.full(1, -1, np.int64)
 
         def graph_at(layer: str) -> Callable[[], object]:
-            depth = np.array(ex.depth_of(model.manifest, layer), np.int64)  # noqa: B023
-            return lambda: graph.run(None, {**feed, "target": target, "depth": depth})  # noqa: B023
+            f = ex.feeds(x, gates, target, ex.depth_of(model.manifest, layer), "gradcam")  # noqa: B023
+            return lambda: graph.run(None, f)  # noqa: B023
 
         def run(method: str, layer: str, **kw: object) -> Callable[[], object]:
             return lambda: ex.explain(reg, model, x, gates, "running", None, method, layer, **kw)  # noqa: B023

@@ -47,13 +47,62 @@ def channel_view(v: Tensor) -> Tensor:
     return v.view(1, -1, 1, 1)
 
 
+_MASK_GAIN = 2.0**75  # twice over: 2^150 > 1 / (the smallest float32 > 0, 2^-149)
+
+
+class _PositiveMask(torch.autograd.Function):
+    """The 0/1 mask of y > 0, as HardSigmoid(HardSigmoid(y)) with a huge slope.
+
+    HardSigmoid(y) = min(1, max(0, alpha y)) is exactly 0 where y <= 0 and 1 wherever alpha y >= 1; two of them
+    with alpha = 2^75 reach 1 from the smallest positive float32 (and from +inf). Unlike Greater and Cast,
+    ONNX Runtime runs HardSigmoid in its blocked NCHWc layout, so the mask and the product with it stay in
+    the layout of the convolutions around them, with no reorder in between.
+    """
+
+    @staticmethod
+    def forward(ctx: object, y: Tensor) -> Tensor:
+        """The mask, computed as the graph computes it."""
+        return (y * _MASK_GAIN).clamp(0.0, 1.0).mul(_MASK_GAIN).clamp(0.0, 1.0)
+
+    @staticmethod
+    def symbolic(g: object, y: object) -> object:
+        """Two ONNX HardSigmoid nodes."""
+        once = g.op("HardSigmoid", y, alpha_f=_MASK_GAIN, beta_f=0.0)  # type: ignore[attr-defined]
+        return g.op("HardSigmoid", once, alpha_f=_MASK_GAIN, beta_f=0.0)  # type: ignore[attr-defined]
+
+
+class _BatchExpand(torch.autograd.Function):
+    """(N, C, 1, 1) -> (N, C, h, w), exported as an Expand to the constant shape (1, 1, h, w)."""
+
+    @staticmethod
+    def forward(ctx: object, t: Tensor, h: int, w: int) -> Tensor:
+        """The broadcast view."""
+        return t.expand(-1, -1, h, w)
+
+    @staticmethod
+    def symbolic(g: object, t: object, h: int, w: int) -> object:
+        """One ONNX Expand with a constant shape."""
+        shape = g.op("Constant", value_t=torch.tensor([1, 1, h, w], dtype=torch.int64))  # type: ignore[attr-defined]
+        return g.op("Expand", t, shape)  # type: ignore[attr-defined]
+
+
+def batch_expand(t: Tensor, h: int, w: int) -> Tensor:
+    """``t`` (N, C, 1, 1) broadcast to (N, C, h, w), with the batch axis's symbol kept in ONNX shape inference.
+
+    ONNX Runtime's NCHWc layout applies an elementwise Mul to two tensors only when shape inference shows their
+    shapes equal. ``expand_as`` exports an Expand to a computed shape, which leaves an unknown batch axis behind
+    it; every product downstream of it would fall back to NCHW, with reorders around each convolution.
+    """
+    return _BatchExpand.apply(t, int(h), int(w))
+
+
 def relu_backward(dy: Tensor, y: Tensor) -> Tensor:
     """Gradient through a ReLU whose input (or output) is ``y``: keep it where y > 0.
 
-    A product with the 0/1 mask, not ``torch.where``: ONNX Runtime's Where with a scalar branch
-    is ~10x slower than Greater, Cast and Mul together on the same tensor.
+    A product with the 0/1 mask (:class:`_PositiveMask`), not ``torch.where``: ONNX Runtime's Where with a
+    scalar branch is ~10x slower than a mask and a Mul on the same tensor.
     """
-    return dy * (y > 0).to(dy.dtype)
+    return dy * _PositiveMask.apply(y)
 
 
 def conv_forward(conv: nn.Conv2d, x: Tensor) -> Tensor:
@@ -97,16 +146,14 @@ def shared_kernel_input_grad(conv: nn.Conv2d, dz: Tensor, x: Tensor, scale: Tens
 
     A derived kernel (transposed, scaled) starts with a flip, a Slice the exporter does not fold and ONNX
     Runtime folds when it loads the graph (a 1x1 kernel's flip changes nothing but keeps the transpose out
-    of the file); strided k x k convolutions run as one transposed convolution of ``scale * dz`` with the
-    weight as it is. The graph's file then refers to the model's own weights only.
+    of the file); strided convolutions (1x1 projections included) run as one transposed convolution of
+    ``scale * dz`` with the weight as it is. The graph's file then refers to the model's own weights only.
+    For a strided 1x1 that replaces a 1x1 convolution and the spread to the sampled positions
+    (:func:`_spread`), whose reshapes lose the batch axis's symbol in shape inference (see
+    :func:`batch_expand`): every product downstream of it then stays in ONNX Runtime's NCHWc layout.
     """
     if flips_kernel(conv):
         return conv_input_grad(conv, dz, x, scale)
-    (kh, kw), (sh, sw), (ph, pw) = conv.kernel_size, conv.stride, conv.padding
-    if (kh, kw) == (1, 1) and (ph, pw) == (0, 0) and sh == sw:
-        w = conv.weight.flip(2, 3).transpose(0, 1)  # (Cin, Cout, 1, 1)
-        w = w if scale is None else w * scale.view(1, -1, 1, 1)
-        return _spread(F.conv2d(dz, w), sh, int(x.shape[2]), int(x.shape[3]))
     return conv_transpose_grad(conv, dz if scale is None else dz * channel_view(scale), x)
 
 

@@ -7,15 +7,20 @@ only, no weight gradients, through every block (gated sum, ReLU, BN with running
 convolutions, projection or zero-pad shortcuts), the max pool and the stem, down to the image.
 
 At every layer L (the stem's tap, ``relu`` or ``maxpool``, and every block's output), with A its
-activation (N, C, h, w) and G = dS/dA, the output ``cam:<L>`` (N, 4, h, w) holds, in
-``app.specs.CAM_METHODS`` order:
+activation (N, C, h, w) and G = dS/dA, the output ``cam:<L>:<method>`` (N, h, w) holds one of the maps of
+``app.specs.CAM_METHODS``:
 
 * Grad-CAM (Selvaraju et al. 2017): w_k = mean_ij G_kij, map = ReLU(sum_k w_k A_k);
 * Grad-CAM++ (Chattopadhay et al. 2018, the closed form for the exponential of the score):
   alpha = G^2 / (2 G^2 + sum_ij(A_k) G^3) (1 where that denominator is 0),
-  w_k = sum_ij alpha_kij ReLU(G_kij), map = ReLU(sum_k w_k A_k) (computed as :func:`cam_maps` says);
+  w_k = sum_ij alpha_kij ReLU(G_kij), map = ReLU(sum_k w_k A_k) (computed as :func:`gradcampp` says);
 * HiResCAM (Draelos & Carin 2020): map = ReLU(sum_k G_k * A_k);
 * LayerCAM (Jiang et al. 2021): map = ReLU(sum_k ReLU(G_k) * A_k).
+
+A run computes the maps of one method only, the graph's int64 input ``method`` (its index in
+``CAM_METHODS``, or ``app.specs.NO_CAM`` for none; ``app.nets.levels.select_outputs``): the other methods'
+outputs come back with an empty batch axis. The four together cost ~0.5x a forward pass for ResNet-50
+at every layer; one costs a fraction of that.
 
 ``grad_image`` (N, 3, H, W) is dS/d(image) (saliency, SmoothGrad, integrated gradients), ``logits``
 the forward's logits and ``target_class`` the class each image's score used (the input ``target``,
@@ -41,20 +46,22 @@ from torch import Tensor, nn
 from app.nets.backward import export_tape_graph
 from app.nets.backward_ops import (
     BNCache,
+    batch_expand,
     bn_batch_backward,
     bn_forward,
     bn_scale,
     conv_forward,
     maxpool_backward,
-    maxpool_forward,
     relu_backward,
     shared_kernel_input_grad,
     zero_pad_backward,
     zero_pad_forward,
 )
-from app.nets.levels import Level, nest_levels
+from app.nets.levels import Level, nest_levels, select_outputs
 from app.nets.resnet import ResNet, ZeroPadShortcut, _Block
-from app.specs import BN_MODES
+from app.specs import BN_MODES, CAM_METHODS, cam_output
+
+METHOD_INPUT = "method"
 
 
 @dataclass
@@ -91,23 +98,39 @@ def explain_layers(model: ResNet) -> list[str]:
     return [stem_layer(model), *(path for path, _ in model.named_blocks())]
 
 
-def cam_maps(a: Tensor, g: Tensor) -> Tensor:
-    """The four maps of ``app.specs.CAM_METHODS`` (N, 4, h, w) from activations ``a`` >= 0 and their gradient ``g``.
+def gradcam(a: Tensor, g: Tensor) -> Tensor:
+    """Grad-CAM (N, h, w): w_k = mean_ij G_kij, ReLU(sum_k w_k A_k)."""
+    c, h, w = int(a.shape[1]), int(a.shape[2]), int(a.shape[3])
+    weights = g.mean(dim=(2, 3)).unsqueeze(1)  # (N, 1, C)
+    return F.relu(torch.matmul(weights, a.reshape(-1, c, h * w)).reshape(-1, h, w))
 
-    Grad-CAM++'s alpha * ReLU(G) is written as ReLU(G) / (2 + sum_ij(A) ReLU(G)): where G > 0 that is
-    G^2 / (2 G^2 + sum_ij(A) G^3) divided through by G^2, and where G <= 0 both are 0 (the denominator
-    2 > 0, since A >= 0 at every layer here: block outputs and the stem are ReLU outputs). It is half the
-    work, and exact where float32 G^2 and G^3 would underflow to 0 (the tiny gradients of deep plain nets).
+
+def gradcampp(a: Tensor, g: Tensor) -> Tensor:
+    """Grad-CAM++ (N, h, w) for activations ``a`` >= 0: w_k = sum_ij ReLU(G) / (2 + sum_ij(A) ReLU(G)).
+
+    That is the paper's alpha * ReLU(G) with alpha = G^2 / (2 G^2 + sum_ij(A) G^3): where G > 0 divided
+    through by G^2, and where G <= 0 both are 0 (the denominator 2 > 0, since A >= 0 at every layer here:
+    block outputs and the stem are ReLU outputs). It is half the work, and exact where float32 G^2 and G^3
+    would underflow to 0 (the tiny gradients of deep plain nets).
     """
     c, h, w = int(a.shape[1]), int(a.shape[2]), int(a.shape[3])
     pos = F.relu(g)
-    w_gradcam = g.mean(dim=(2, 3))  # (N, C)
-    w_plusplus = (pos / (pos * a.sum(dim=(2, 3), keepdim=True) + 2.0)).sum(dim=(2, 3))  # (N, C)
-    weights = torch.stack([w_gradcam, w_plusplus], dim=1)  # (N, 2, C)
-    weighted = torch.matmul(weights, a.reshape(-1, c, h * w)).reshape(-1, 2, h, w)  # sum_k w_k A_k
-    hires = (g * a).sum(dim=1, keepdim=True)  # (N, 1, h, w)
-    layer = (pos * a).sum(dim=1, keepdim=True)
-    return F.relu(torch.cat([weighted, hires, layer], dim=1))
+    weights = (pos / (pos * a.sum(dim=(2, 3), keepdim=True) + 2.0)).sum(dim=(2, 3)).unsqueeze(1)  # (N, 1, C)
+    return F.relu(torch.matmul(weights, a.reshape(-1, c, h * w)).reshape(-1, h, w))
+
+
+def hirescam(a: Tensor, g: Tensor) -> Tensor:
+    """HiResCAM (N, h, w): ReLU(sum_k G_k * A_k)."""
+    return F.relu((g * a).sum(dim=1))
+
+
+def layercam(a: Tensor, g: Tensor) -> Tensor:
+    """LayerCAM (N, h, w): ReLU(sum_k ReLU(G_k) * A_k)."""
+    return F.relu((F.relu(g) * a).sum(dim=1))
+
+
+CAMS = {"gradcam": gradcam, "gradcampp": gradcampp, "hirescam": hirescam, "layercam": layercam}
+assert tuple(CAMS) == CAM_METHODS
 
 
 class ExplainGraph(nn.Module):
@@ -123,7 +146,8 @@ class ExplainGraph(nn.Module):
 
     def output_names(self) -> list[str]:
         """Names of the tensors ``forward`` returns, in order."""
-        return ["logits", "target_class", *(f"cam:{layer}" for layer in self.layers), "grad_image"]
+        cams = [cam_output(layer, method) for layer in self.layers for method in CAM_METHODS]
+        return ["logits", "target_class", *cams, "grad_image"]
 
     def batch_outputs(self) -> list[str]:
         """Every output: each has the batch axis first."""
@@ -185,7 +209,7 @@ class ExplainGraph(nn.Module):
         m = self.model
         stem = self._step(m.conv1, m.bn1, image, relu=True)
         a0 = stem.y
-        x, pool_idx = maxpool_forward(m.maxpool, a0) if m.maxpool is not None else (a0, None)
+        x = m.maxpool(a0) if m.maxpool is not None else a0  # the indices only where the image's gradient needs them
         acts = [x]  # the stem's output, then every block's
         tapes: list[_BlockTape] = []
         for i, (_, block) in enumerate(m.named_blocks()):
@@ -197,17 +221,36 @@ class ExplainGraph(nn.Module):
         target = torch.where(target < 0, logits.argmax(dim=1), target)  # -1: the predicted class
 
         # dS/dlogits is one-hot: dS/dpooled is the target's row of the fc weight.
-        d = m.fc.weight.index_select(0, target)[:, :, None, None].expand_as(x) / (int(x.shape[2]) * int(x.shape[3]))
+        d = batch_expand(m.fc.weight.index_select(0, target)[:, :, None, None], x.shape[2], x.shape[3]) / (
+            int(x.shape[2]) * int(x.shape[3])
+        )
         grads = [d]  # dS/d(each layer's output), last layer first
         for tape in reversed(tapes):
             d = self._block_backward(tape, d)
             grads.append(d)
         grads.reverse()
-        cams = [cam_maps(a, g) for a, g in zip(acts, grads, strict=True)]
+        cams = [CAMS[method](a, g) for a, g in zip(acts, grads, strict=True) for method in CAM_METHODS]
         if m.maxpool is not None:
-            d = maxpool_backward(m.maxpool, a0, d, pool_idx)
+            d = maxpool_backward(m.maxpool, a0, d)
         grad_image = self._step_backward(stem, d)
         return (logits, target, *cams, grad_image)
+
+
+def _level_layers(model: ResNet) -> list[tuple[int, list[str]]]:
+    """(position, layers) of the levels with maps, deepest first: each stage's blocks but the net's last, the stem."""
+    blocks = [path for path, _ in model.named_blocks()]
+    position = {path: i + 2 for i, path in enumerate(blocks)}
+    out = []
+    for s in range(len(model.stages()), 0, -1):
+        group = [p for p in blocks[:-1] if p.startswith(f"layer{s}.")]
+        if group:
+            out.append((max(position[p] for p in group), group))
+    return [*out, (1, [stem_layer(model)])]
+
+
+def _cam_outputs(layers: list[str]) -> list[str]:
+    """Every method's map at ``layers``."""
+    return [cam_output(layer, method) for layer in layers for method in CAM_METHODS]
 
 
 def levels(model: ResNet) -> list[Level]:
@@ -217,14 +260,12 @@ def levels(model: ResNet) -> list[Level]:
     fills every output at position >= p, and the CAM at position p costs the backward down to that layer.
     One level per stage (its blocks but the last block of the net), then the stem, then the image.
     """
-    blocks = [path for path, _ in model.named_blocks()]
-    position = {path: i + 2 for i, path in enumerate(blocks)}
-    out = []
-    for s in range(len(model.stages()), 0, -1):
-        cams = [f"cam:{p}" for p in blocks[:-1] if p.startswith(f"layer{s}.")]
-        if cams:
-            out.append(Level(max(position[c[4:]] for c in cams), cams))
-    return [*out, Level(1, [f"cam:{stem_layer(model)}"]), Level(0, ["grad_image"])]
+    return [*(Level(p, _cam_outputs(group)) for p, group in _level_layers(model)), Level(0, ["grad_image"])]
+
+
+def method_groups(model: ResNet) -> list[list[str]]:
+    """The layers whose maps one ``If`` per method computes: the head's (the last block), then each level's."""
+    return [[path for path, _ in model.named_blocks()][-1:], *(group for _, group in _level_layers(model))]
 
 
 def export_explain_graph(model: ResNet, bn_mode: str, path: Path, *, input_size: int | None = None) -> list[str]:
@@ -232,13 +273,16 @@ def export_explain_graph(model: ResNet, bn_mode: str, path: Path, *, input_size:
 
     Every input but ``gates`` and every output has a dynamic batch axis; the spatial size is fixed at
     ``input_size`` (the spec's by default). The outputs are nested in :func:`levels`, picked by the
-    int64 scalar input ``depth`` (0: every output).
+    int64 scalar input ``depth`` (0: every output), and each layer's maps are computed for one method only,
+    the int64 scalar input ``method`` (its index in ``CAM_METHODS``; ``app.specs.NO_CAM`` for none).
     """
     graph = ExplainGraph(model, bn_mode)
     names = graph.output_names()
     path = Path(path)
     export_tape_graph(graph, model, names, graph.batch_outputs(), path, input_size, keep_bn=True)
     proto = onnx.load(str(path))
+    for group in method_groups(model):
+        select_outputs(proto.graph, METHOD_INPUT, [[cam_output(lay, m) for lay in group] for m in CAM_METHODS])
     nest_levels(proto.graph, levels(model))
     onnx.save(proto, str(path))
     return names

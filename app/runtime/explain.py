@@ -1,10 +1,11 @@
 """Class activation maps and saliency maps from the explain graphs (numpy and ONNX Runtime only).
 
 The explain graph (``explain-<bn>``, built by ``app.nets.explain``) returns, for the class score
-S = sum_n logits[n, target_n] (before the softmax), the four CAMs of every layer at the layer's own
-resolution (``cam:<layer>``, channels in ``CAM_METHODS`` order) and dS/d(image) (``grad_image``). Its
-int64 input ``depth`` says how deep the backward has to go (``depth_of``): a CAM at the last block costs
-about the forward pass, the image gradient the whole backward.
+S = sum_n logits[n, target_n] (before the softmax), one method's CAM at every layer, at the layer's own
+resolution (``cam:<layer>:<method>``, ``app.specs.cam_output``), and dS/d(image) (``grad_image``). Its int64
+input ``depth`` says how deep the backward has to go (``depth_of``): a CAM at the last block costs about the
+forward pass, the image gradient the whole backward; its int64 input ``method`` says which CAM to compute
+(the index in ``CAM_METHODS``, or ``NO_CAM``): the other methods' outputs come back empty.
 
 Methods: the CAMs read one run; ``saliency`` is max_c |dS/dx| (Simonyan et al. 2014); ``smoothgrad``
 the mean saliency of ``samples`` noisy copies (Smilkov et al. 2017); ``ig`` integrated gradients
@@ -26,7 +27,7 @@ from app.runtime.featuremaps import LUT
 from app.runtime.labels import class_names
 from app.runtime.registry import LoadedModel, ModelRegistry
 from app.runtime.stats import compact, nonfinite_note
-from app.specs import CAM_METHODS, INPUT_METHODS
+from app.specs import CAM_METHODS, INPUT_METHODS, NO_CAM, cam_output
 
 METHODS = CAM_METHODS + INPUT_METHODS
 SAMPLES = (1, 64, 16)  # SmoothGrad's noisy copies: least, most, default
@@ -102,11 +103,21 @@ def check(
     return layer, []
 
 
-def _run(sess, x: np.ndarray, gates: np.ndarray, target: np.ndarray, depth: int) -> dict[str, np.ndarray]:  # noqa: ANN001
-    """One run of the explain graph; outputs by name (those below ``depth`` empty)."""
+def feeds(x: np.ndarray, gates: np.ndarray, target: np.ndarray, depth: int, method: str | None = None) -> dict:
+    """The explain graph's inputs: ``target`` (N,) int64 (-1: predicted), ``method``'s CAMs (None: no CAM)."""
+    return {
+        "image": x,
+        "gates": gates,
+        "target": target,
+        "depth": np.array(depth, np.int64),
+        "method": np.array(NO_CAM if method is None else CAM_METHODS.index(method), np.int64),
+    }
+
+
+def _run(sess, x: np.ndarray, gates: np.ndarray, target: np.ndarray, depth: int, method: str | None = None) -> dict:  # noqa: ANN001
+    """One run of the explain graph (see :func:`feeds`); outputs by name (those not asked for empty)."""
     names = [o.name for o in sess.get_outputs()]
-    feeds = {"image": x, "gates": gates, "target": target, "depth": np.array(depth, np.int64)}
-    return dict(zip(names, sess.run(None, feeds), strict=True))
+    return dict(zip(names, sess.run(None, feeds(x, gates, target, depth, method)), strict=True))
 
 
 def _batched(sess, xs: np.ndarray, gates: np.ndarray, t: int, rows: int) -> tuple[np.ndarray, np.ndarray, int]:  # noqa: ANN001
@@ -260,7 +271,8 @@ def explain(
     rows = rows_per_run(man)
     head = len(layers(man))  # the depth that runs the head alone: logits and the last block's CAMs
     depth = head if method in ("smoothgrad", "ig") else depth_of(man, layer)
-    first = _run(sess, x, gates, np.array([-1 if target is None else target], np.int64), depth)
+    cam = method if method in CAM_METHODS else None
+    first = _run(sess, x, gates, np.array([-1 if target is None else target], np.int64), depth, cam)
     t = int(first["target_class"][0])
     logits = first["logits"][0]
     score = float(logits[t])
@@ -269,9 +281,8 @@ def explain(
     stage = dict(layers(man))
     rgb = input_rgb(man, x[0])
     if method in CAM_METHODS:
-        channel = CAM_METHODS.index(method)
         chosen = [lid for lid, _ in layers(man)] if layer == ALL else [layer]
-        maps = {lid: first[f"cam:{lid}"][0, channel] for lid in chosen}
+        maps = {lid: first[cam_output(lid, method)][0] for lid in chosen}
     elif method == "saliency":
         maps = {INPUT_LAYER: saliency(first["grad_image"])[0]}
     elif method == "smoothgrad":

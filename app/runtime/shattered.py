@@ -42,6 +42,7 @@ import numpy as np
 from app.paths import EXPORT_FORMAT, GRAPH_FILES, SHIPPED_WEIGHTS_DIR
 from app.runtime.chartstats import fit
 from app.runtime.explain import INPUT_LAYER, depth_of
+from app.runtime.explain import feeds as explain_feeds
 from app.runtime.explain import layers as explain_layers
 from app.runtime.labels import class_names
 from app.runtime.registry import LoadedModel, ModelRegistry
@@ -204,8 +205,7 @@ def _run(sess, images: np.ndarray, gates: np.ndarray, target: int) -> tuple[np.n
     for i in range(0, images.shape[0], CHUNK):
         part = np.ascontiguousarray(images[i : i + CHUNK], np.float32)
         t = np.full(part.shape[0], target, np.int64)
-        feeds = {"image": part, "gates": gates, "target": t, "depth": np.array(IMAGE_DEPTH, np.int64)}
-        lo, gi = sess.run(["logits", "grad_image"], feeds)
+        lo, gi = sess.run(["logits", "grad_image"], explain_feeds(part, gates, t, IMAGE_DEPTH))
         logits.append(lo)
         grads.append(gi)
     return np.concatenate(logits), np.concatenate(grads)
@@ -230,10 +230,8 @@ def shattered(
     x0 = np.asarray(image[0], np.float32)
     gates = np.asarray(gates, np.float32)
     if target is None:  # the class the network predicts at x0, kept along the whole line
-        head = np.array(len(explain_layers(man)), np.int64)  # the depth that runs the head alone
-        (lo0,) = sess.run(
-            ["logits"], {"image": x0[None], "gates": gates, "target": np.full(1, -1, np.int64), "depth": head}
-        )
+        head = len(explain_layers(man))  # the depth that runs the head alone
+        (lo0,) = sess.run(["logits"], explain_feeds(x0[None], gates, np.full(1, -1, np.int64), head))
         target = int(np.argmax(lo0[0])) if np.all(np.isfinite(lo0)) else 0
         source = "predicted top-1 at x0"
     else:

@@ -27,6 +27,7 @@ from app.nets.weights import load_variant
 from app.paths import GRAPH_FILES, SERVING_GRAPHS
 from app.runtime import explain as ex
 from app.runtime.registry import LoadedModel, ModelRegistry
+from app.specs import CAM_METHODS, cam_output
 from tests.nets.test_backward import GATE_SETTINGS, MIN_MARGIN, kink_margin, make_gates, make_model
 
 RTOL = 1e-4
@@ -187,7 +188,8 @@ def test_output_names_and_levels() -> None:
     graph = ExplainGraph(model, "running")
     layers = explain_layers(model)
     assert layers[0] == "maxpool" and layers[1:] == [p for p, _ in model.named_blocks()]
-    assert graph.output_names() == ["logits", "target_class", *(f"cam:{x}" for x in layers), "grad_image"]
+    cams = [f"cam:{x}:{m}" for x in layers for m in ("gradcam", "gradcampp", "hirescam", "layercam")]
+    assert graph.output_names() == ["logits", "target_class", *cams, "grad_image"]
     assert explain_layers(build("resnet20"))[0] == "relu"
     with pytest.raises(ValueError, match="bn mode"):
         ExplainGraph(model, "train")
@@ -294,8 +296,7 @@ def test_batched_runs_equal_single_runs(resnet20: Net) -> None:
     t = np.array([sg["target"]])
 
     def single(image: np.ndarray) -> np.ndarray:
-        feeds = {"image": image[None], "gates": g.numpy(), "target": t, "depth": np.array(0)}
-        return dict(zip([o.name for o in sess.get_outputs()], sess.run(None, feeds), strict=True))["grad_image"][0]
+        return sess.run(["grad_image"], ex.feeds(image[None], g.numpy(), t, 0))[0][0]
 
     copies = noisy_copies(x, 16).numpy()
     mean = np.mean([np.abs(single(c)).max(axis=0) for c in copies], axis=0)
@@ -319,30 +320,38 @@ def test_ig_completeness(resnet20: Net) -> None:
     assert errors[1] < 0.02 and errors[1] <= errors[0] + 1e-3, errors
 
 
-def test_depth_runs_only_the_levels_asked_for(resnet20: Net) -> None:
-    """Outputs at positions >= depth are those of the full run; the levels below it come back empty."""
+def test_depth_and_method_run_only_what_is_asked_for(resnet20: Net) -> None:
+    """Outputs at positions >= depth of the chosen method are those of the full run; every other comes back empty."""
     man = resnet20.loaded.manifest
     sess = resnet20.registry.session(resnet20.loaded, "explain-running")
     names = [o.name for o in sess.get_outputs()]
     x = np.random.default_rng(0).standard_normal((2, 3, 32, 32)).astype(np.float32)
-    feeds = {"image": x, "gates": np.ones(9, np.float32), "target": np.array([-1, 4])}
+    gates, target = np.ones(9, np.float32), np.array([-1, 4])
 
-    def run(depth: int) -> dict[str, np.ndarray]:
-        return dict(zip(names, sess.run(None, {**feeds, "depth": np.array(depth)}), strict=True))
+    def run(depth: int, method: str | None) -> dict[str, np.ndarray]:
+        return dict(zip(names, sess.run(None, ex.feeds(x, gates, target, depth, method)), strict=True))
 
-    full = run(0)
-    position = {"grad_image": 0, **{f"cam:{lid}": ex.depth_of(man, lid) for lid, _ in ex.layers(man)}}
-    for depth in range(len(position) + 1):
-        out = run(depth)
-        for name in names:
-            if position.get(name, len(position)) >= depth:
-                np.testing.assert_array_equal(out[name], full[name], err_msg=f"{name} at depth {depth}")
-        if depth >= 1:
-            assert out["grad_image"].shape[0] == 0
-        if depth >= 2:
-            assert out["cam:relu"].shape[0] == 0
-    head = run(len(position) - 1)
-    assert [n for n in names if head[n].shape[0] == 2] == ["logits", "target_class", "cam:layer3.2"]
+    position = {"grad_image": 0, **{cam_output(lid, "gradcam"): ex.depth_of(man, lid) for lid, _ in ex.layers(man)}}
+    full = {m: run(0, m) for m in CAM_METHODS}
+    for method in CAM_METHODS:
+        for depth in range(len(position) + 1):
+            out = run(depth, method)
+            for lid, _ in ex.layers(man):
+                for m in CAM_METHODS:
+                    name = cam_output(lid, m)
+                    if m != method:
+                        assert out[name].shape[0] == 0, (name, method, depth)
+                    elif ex.depth_of(man, lid) >= depth or out[name].shape[0]:  # below depth: empty, or its level ran
+                        np.testing.assert_array_equal(out[name], full[m][name], err_msg=f"{name} at depth {depth}")
+                        assert out[name].shape == (2, *full[m][name].shape[1:])
+            np.testing.assert_array_equal(out["logits"], full[method]["logits"])
+            assert (out["grad_image"].shape[0] == 0) == (depth >= 1)
+            assert (out[cam_output("relu", method)].shape[0] == 0) == (depth >= 2)
+    head = run(len(position) - 1, "hirescam")
+    assert [n for n in names if head[n].shape[0] == 2] == ["logits", "target_class", "cam:layer3.2:hirescam"]
+    none = run(0, None)
+    assert [n for n in names if none[n].shape[0] == 2] == ["logits", "target_class", "grad_image"]
+    np.testing.assert_array_equal(none["grad_image"], full["gradcam"]["grad_image"])
 
 
 def test_export_adds_no_weights(exported: Callable, models_dir: Path) -> None:

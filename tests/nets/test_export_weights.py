@@ -21,6 +21,7 @@ import app.nets.weights_file as weights_file
 from app.manifest import export_files, exported_kinds
 from app.nets.resnet import build
 from app.paths import GRAPH_FILES, SERVING_GRAPHS, WEIGHTS_FILE_GLOB
+from app.specs import CAM_METHODS
 from tests.nets.test_models import _randomize_bn
 
 NAME = "resnet20"
@@ -80,6 +81,8 @@ def _feeds(sess: ort.InferenceSession, seed: int = 0) -> dict[str, np.ndarray]:
             feeds[i.name] = np.array([3, 7], np.int64)
         elif i.name == "depth":  # the explain graph's levels: 0 runs every one
             feeds[i.name] = np.array(0, np.int64)
+        elif i.name == "method":  # the explain graph's CAM method (see _run)
+            feeds[i.name] = np.array(0, np.int64)
         else:
             raise AssertionError(f"unexpected input {i.name}")
     return feeds
@@ -89,7 +92,10 @@ def _run(graph: Path) -> list[np.ndarray]:
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = 1
     sess = ort.InferenceSession(str(graph), opts, providers=["CPUExecutionProvider"])
-    return sess.run(None, _feeds(sess))
+    feeds = _feeds(sess)
+    if "method" not in feeds:
+        return sess.run(None, feeds)
+    return [out for k in range(len(CAM_METHODS)) for out in sess.run(None, {**feeds, "method": np.array(k)})]
 
 
 def test_integer_tensors_stay_inline_where_shape_inference_reads_them(tmp_path: Path) -> None:
